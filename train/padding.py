@@ -1,0 +1,35 @@
+"""Pad frames to a model's multiple and crop results back, so any frame size works."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .archs.base import DeblurModel, State, padded_size
+from .edges import prepare_input
+
+
+def pad_to_multiple(frame: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad the bottom/right edges of (B, C, H, W) up to a multiple.
+
+    Reflection keeps image statistics at the border (zero padding would add a fake dark edge the
+    network tries to 'deblur'); replicate takes over where the pad is larger than the frame, which
+    reflection cannot do.
+    """
+    h, w = frame.shape[-2:]
+    ph, pw = padded_size(h, multiple) - h, padded_size(w, multiple) - w
+    if ph == 0 and pw == 0:
+        return frame
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(frame, (0, pw, 0, ph), mode=mode)
+
+
+def run_padded(model: DeblurModel, frame: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    """One model step on an RGB frame of any size: (edge channel) -> pad -> forward -> crop.
+
+    The state stays at the padded size, which ``initial_state`` already accounts for.
+    """
+    h, w = frame.shape[-2:]
+    x = pad_to_multiple(prepare_input(frame, model.input_kind), model.pad_multiple)
+    out, new_state = model(x, state)
+    return out[..., :h, :w], new_state

@@ -1,0 +1,16 @@
+"""vdeblur: video deblurring engine.
+
+The code lives in the repository's top-level folders, installed as sub-packages:
+``vdeblur.train`` (architectures, losses, data, trainer), ``vdeblur.export`` (ONNX, TensorRT),
+``vdeblur.engine`` (streaming decode -> deblur -> encode) and ``vdeblur.benchmarks``.
+"""
+
+from importlib import resources
+from pathlib import Path
+
+__version__ = "0.1.0"
+
+
+def bundled_model_path(name: str = "vdeblur_fast") -> Path:
+    """Path of a checkpoint shipped inside the package (``vdeblur/models/<name>.safetensors``)."""
+    return Path(str(resources.files("vdeblur") / "models" / f"{name}.safetensors"))
