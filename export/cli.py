@@ -1,0 +1,181 @@
+"""``vdeblur-export``: ONNX, TensorRT, Torch-TensorRT and the trtexec command for Jetson.
+
+Errors are raised where the fact is known and printed here as one line (exit code 1); ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from vdeblur.train.archs.base import DeblurModel
+
+from .profiles import parse_profile
+
+_EXPECTED = (ValueError, KeyError, RuntimeError, OSError)
+
+
+def load_model(spec: str) -> DeblurModel:
+    """A registered model name (random weights, with a warning) or a ``.safetensors`` checkpoint."""
+    from vdeblur.train.checkpoint import load_checkpoint
+    from vdeblur.train.registry import build_model, list_models
+
+    if spec.endswith(".safetensors") or Path(spec).is_file():
+        model, _ = load_checkpoint(spec)
+        return model
+    if spec not in list_models():
+        raise ValueError(f"--model {spec!r} is neither a checkpoint file nor a registered model "
+                         f"({', '.join(list_models())})")
+    click.echo(f"warning: {spec} has random weights (no checkpoint given); the export is for testing the "
+               "pipeline, not for deblurring", err=True)
+    return build_model(spec).eval()
+
+
+def _profile_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """--min/--opt/--max, shared by every TensorRT command."""
+    fn = click.option("--max", "max_", help="largest frame, e.g. 1080x1920 (default: --opt)")(fn)
+    fn = click.option("--opt", help="most common frame, e.g. 720x1280 (default: --min)")(fn)
+    return click.option("--min", "min_", required=True, help="smallest frame: HxW (360x640) or NxCxHxW")(fn)
+
+
+@click.group()
+@click.option("--debug", is_flag=True, help="show tracebacks instead of one-line errors")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Export vdeblur models to ONNX and TensorRT."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command("onnx")
+@click.option("--model", "model_spec", required=True, help="registered model name or .safetensors checkpoint")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--fp16", is_flag=True, help="FP16 graph with FP32 inputs/outputs (cell state and norms stay FP32)")
+@click.option("--opset", default=17, show_default=True, type=int)
+@click.option("--check-image", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="with --fp16: run FP32 and FP16 graphs on this photo (ONNX Runtime) and report the PSNR between them")
+def onnx_cmd(model_spec: str, out: Path, fp16: bool, opset: int, check_image: Path | None) -> None:
+    """Export one time step of a model to OUT (.onnx)."""
+    from .onnx import export_onnx
+
+    model = load_model(model_spec)
+    info = export_onnx(model, out, opset=opset, precision="fp16" if fp16 else "fp32")
+    state = ", ".join(f"{s.name}: {s.channels}ch at 1/{s.stride}" for s in info.state_slots) or "none"
+    click.echo(f"wrote {out} ({info.model}, {info.precision}, pad to {info.pad_multiple}, state {state})")
+    if check_image is not None:
+        if not fp16:
+            raise ValueError("--check-image compares the FP16 graph with the FP32 one; add --fp16")
+        _check_fp16(model, out, check_image, opset)
+
+
+def _check_fp16(model: DeblurModel, fp16_path: Path, image: Path, opset: int) -> None:
+    import cv2
+    import torch
+
+    from vdeblur.train.padding import pad_to_multiple
+    from vdeblur.train.edges import prepare_input
+
+    from .fp16 import compare_fp16
+    from .onnx import export_onnx
+
+    bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"{image} is not an image OpenCV can read")
+    frame = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)[None].float() / 255
+    frame = pad_to_multiple(prepare_input(frame, model.input_kind), model.pad_multiple).numpy()
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_path = Path(tmp) / "fp32.onnx"
+        export_onnx(model, fp32_path, opset=opset)
+        check = compare_fp16(str(fp32_path), str(fp16_path), [frame] * 3)  # 3 steps: the state is used too
+    click.echo(f"fp16 check on {image.name}: finite={check.finite}, PSNR vs fp32 {check.psnr_db:.1f} dB, "
+               f"max abs diff {check.max_abs_diff:.2e}")
+    if not check.finite:
+        raise RuntimeError(f"the FP16 graph produced non-finite values on {image}")
+
+
+@cli.command("tensorrt")
+@click.argument("onnx_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_profile_options
+@click.option("--fp32", is_flag=True, help="FP32 engine (default FP16)")
+@click.option("--workspace-mib", default=1024, show_default=True, type=int)
+@click.option("--opt-level", default=3, show_default=True, type=int, help="builder optimisation level 0..5")
+@click.option("--on-stale", type=click.Choice(["rebuild", "refuse"]), default="rebuild", show_default=True)
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path))
+def tensorrt_cmd(onnx_file: Path, min_: str, opt: str | None, max_: str | None, fp32: bool, workspace_mib: int,
+                 opt_level: int, on_stale: str, out_dir: Path | None, timing_cache: Path | None) -> None:
+    """Build (or reuse) a TensorRT engine + JSON sidecar from ONNX_FILE."""
+    from .onnx import read_graph_info
+    from .tensorrt import BuildConfig, build_engine
+
+    info = read_graph_info(onnx_file)
+    cfg = BuildConfig(parse_profile(min_, opt, max_, info.in_channels), "fp32" if fp32 else "fp16", workspace_mib,
+                      opt_level, on_stale, out_dir, timing_cache)
+    click.echo(f"engine {build_engine(onnx_file, cfg)}")
+
+
+@cli.command("torch-trt")
+@click.option("--model", "model_spec", required=True, help="registered model name or .safetensors checkpoint")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@_profile_options
+@click.option("--fp32", is_flag=True, help="FP32 (default FP16)")
+def torch_trt_cmd(model_spec: str, out: Path, min_: str, opt: str | None, max_: str | None, fp32: bool) -> None:
+    """Compile with Torch-TensorRT (dynamo) and save with torch_tensorrt.save to OUT."""
+    from .torch_trt import compile_and_save, import_torch_tensorrt
+
+    import_torch_tensorrt()  # fail before loading the model if the library is absent
+    model = load_model(model_spec)
+    path = compile_and_save(model, parse_profile(min_, opt, max_, model.in_channels), out, "fp32" if fp32 else "fp16")
+    click.echo(f"wrote {path}")
+
+
+@cli.command("trtexec-cmd")
+@click.argument("onnx_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_profile_options
+@click.option("--engine", type=click.Path(dir_okay=False, path_type=Path), help="default: ONNX name + .plan")
+@click.option("--fp32", is_flag=True, help="FP32 engine (default FP16)")
+@click.option("--dla-core", type=int, help="build for this DLA core (needs a static profile: --min only)")
+@click.option("--trt", "trt_major", type=click.Choice(["10", "11"]), default="10", show_default=True,
+              help="TensorRT major version on the target (JetPack 6: 10)")
+@click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), help="default: beside the engine")
+@click.option("--workspace-mib", default=1024, show_default=True, type=int)
+@click.option("--opt-level", default=3, show_default=True, type=int)
+def trtexec_cmd(onnx_file: Path, min_: str, opt: str | None, max_: str | None, engine: Path | None, fp32: bool,
+                dla_core: int | None, trt_major: str, timing_cache: Path | None, workspace_mib: int,
+                opt_level: int) -> None:
+    """Print the trtexec command that builds ONNX_FILE on the target (e.g. a Jetson)."""
+    from .onnx import read_graph_info
+    from .trtexec import TrtexecOptions, format_command, trtexec_command
+
+    info = read_graph_info(onnx_file)
+    engine = engine or onnx_file.with_suffix(".plan")
+    opts = TrtexecOptions(onnx_file, engine, parse_profile(min_, opt, max_, info.in_channels), not fp32,
+                          timing_cache or engine.with_suffix(".timing.cache"), workspace_mib, opt_level, dla_core,
+                          int(trt_major))
+    click.echo(format_command(trtexec_command(info, opts)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: expected errors become one line on stderr and exit code 1."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="vdeblur-export", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(1)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except _EXPECTED as e:
+        if debug:
+            raise
+        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        click.echo(f"vdeblur-export: error: {message}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
