@@ -7,11 +7,12 @@ suite fast, widths are shrunk through config overrides (``_SMALL``): same graph 
 smaller tensors. Zero-initialised parameters (vdeblur_fast's head, SelfAttention's gamma, batch-norm
 biases) are randomised first, or parity would hold trivially for the branches they switch off.
 
-deblurgan_feedback's last decoder conv is scaled by 0.1: at PyTorch's default init its per-iteration
-correction is so large (outputs up to 3.7 for inputs in [0, 1]) that the 4x-unrolled loop amplifies
-float rounding ~3x per frame (measured: torch vs ORT 2.8e-5 on frame 1, 4.6e-3 on frame 5), so the
-test would measure that chaos instead of the export. Scaled, the outputs stay near [0, 1] as a
-deblurring model's do, and the errors stay at ~2e-6 over the 5 frames.
+deblurgan_feedback's last decoder conv is zero-initialised (the loop starts as the identity); the
+values the test gives it are scaled by 0.1. With large per-iteration corrections (PyTorch's default
+init gave outputs up to 3.7 for inputs in [0, 1]) the 4x-unrolled loop amplifies float rounding ~3x
+per frame (measured: torch vs ORT 2.8e-5 on frame 1, 4.6e-3 on frame 5), so the test would measure
+that chaos instead of the export. Scaled, the outputs stay near [0, 1] as a deblurring model's do,
+and the errors stay at ~2e-6 over the 5 frames.
 """
 
 from __future__ import annotations

@@ -85,6 +85,11 @@ class FeedbackGenerator(DeblurModel):
         self.lstm = ConvLSTMCell(hidden, hidden)
         self.blocks = nn.Sequential(*[ResBlock(hidden, cfg.norm) for _ in range(cfg.n_blocks)])
         self.decoder = _decoder(cfg.ngf, cfg.norm)
+        # Four corrections of up to +-1 each are summed per frame; with default init the loop is chaotic
+        # (outputs beyond [0, 3], float rounding amplified ~3x per frame). A zero last conv starts the
+        # loop as the identity and lets training grow the corrections.
+        nn.init.zeros_(self.decoder[-2].weight)
+        nn.init.zeros_(self.decoder[-2].bias)
 
     def forward(self, frame: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         h, c = state
