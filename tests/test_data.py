@@ -1,0 +1,144 @@
+"""Datasets: the GoPro layout reader, image/video sources, and on-the-fly synthetic clips."""
+
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from vdeblur.train.data import GoProDataset, SyntheticDataset, scan_gopro
+from vdeblur.train.synth import ShakeConfig
+from vdeblur.train.synth.sources import VideoFile, image_folder, open_source, skimage_photos
+
+FRAMES, H, W = 5, 40, 56
+
+
+def _write(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+@pytest.fixture()
+def gopro(tmp_path: Path, photo: np.ndarray) -> Path:
+    # Frame i of a sequence is a crop brightened by 10 * i; its blurred twin is the negative.
+    # Both facts survive a crop and a flip only if the same crop/flip hits every frame and both halves.
+    for s, name in enumerate(["GOPR0001_11_00", "GOPR0002_11_01"]):
+        base = (photo[s * 50:s * 50 + H, :W] // 2).astype(np.uint8)
+        for i in range(FRAMES):
+            sharp = base + 10 * i
+            for split in ("train", "test"):
+                _write(tmp_path / split / name / "sharp" / f"{i:06d}.png", sharp)
+                _write(tmp_path / split / name / "blur" / f"{i:06d}.png", 255 - sharp)
+    return tmp_path
+
+
+def test_pairs_are_aligned_cropped_and_in_range(gopro: Path) -> None:
+    ds = GoProDataset(gopro, split="train", crop=24, seed=3)
+    assert len(ds) == 2 * FRAMES
+    item = ds[4]
+    assert item["blurred"].shape == item["sharp"].shape == (1, 3, 24, 24)
+    assert item["blurred"].dtype == torch.float32 and 0 <= item["sharp"].min() and item["sharp"].max() <= 1
+    assert torch.allclose(item["blurred"], 1 - item["sharp"], atol=1e-6)
+
+
+def test_windows_share_one_crop_and_flip(gopro: Path) -> None:
+    ds = GoProDataset(gopro, split="train", window=3, stride=1, crop=(16, 32), seed=0)
+    assert len(ds) == 2 * (FRAMES - 3 + 1)
+    for index in range(len(ds)):
+        sharp = ds[index]["sharp"]  # (3, 3, 16, 32)
+        steps = (sharp[1:] - sharp[:-1]) * 255
+        assert torch.allclose(steps, torch.full_like(steps, 10.0), atol=1e-3)
+
+
+def test_items_depend_on_seed_epoch_and_index_only(gopro: Path) -> None:
+    a, b = GoProDataset(gopro, crop=16, seed=1), GoProDataset(gopro, crop=16, seed=1)
+    assert torch.equal(a[3]["sharp"], b[3]["sharp"])
+    crops = {a[3]["sharp"].sum().item()}
+    for epoch in range(1, 6):
+        a.set_epoch(epoch)
+        crops.add(a[3]["sharp"].sum().item())
+    assert len(crops) > 1  # a new epoch draws new crops
+    full = GoProDataset(gopro, split="test", crop=None, flips=False)
+    assert full[0]["sharp"].shape == (1, 3, H, W)
+
+
+def test_gopro_errors_name_the_problem(gopro: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        GoProDataset(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="allowed: train, test"):
+        scan_gopro(gopro, "val")
+    with pytest.raises(ValueError, match="larger than the frames"):
+        GoProDataset(gopro, crop=512)[0]
+    seq = gopro / "train" / "GOPR0001_11_00"
+    (seq / "blur" / "000004.png").unlink()
+    with pytest.raises(ValueError, match="4 blur frames but 5 sharp frames"):
+        scan_gopro(gopro, "train")
+    (seq / "blur" / "000004.png").write_bytes(b"not a png")
+    ds = GoProDataset(gopro, flips=False, crop=None)
+    with pytest.raises(ValueError, match="cannot read image .*000004.png"):
+        ds[4]
+    (seq / "blur" / "000004.png").rename(seq / "blur" / "000009.png")
+    with pytest.raises(ValueError, match="names must match"):
+        scan_gopro(gopro, "train")
+    with pytest.raises(FileNotFoundError, match="missing folder .*blur_gamma"):
+        scan_gopro(gopro, "test", blur_kind="blur_gamma")
+
+
+def test_synthetic_items_are_deterministic_and_loader_safe() -> None:
+    config = ShakeConfig(compression=None)
+    ds = SyntheticDataset([skimage_photos()], length=4, frames=2, height=48, width=64, config=config, seed=5)
+    item = ds[1]
+    assert item["blurred"].shape == item["sharp"].shape == (2, 3, 48, 64)
+    assert item["blurred"].dtype == torch.float32
+    assert torch.equal(ds[1]["blurred"], item["blurred"]) and not torch.equal(ds[2]["sharp"], item["sharp"])
+    other = SyntheticDataset([skimage_photos()], length=4, frames=2, height=48, width=64, config=config, seed=6)
+    assert not torch.equal(other[1]["blurred"], item["blurred"])
+    # Worker processes see the same items as the main process (no global RNG involved).
+    batches = list(DataLoader(ds, batch_size=2, num_workers=2))
+    assert torch.equal(batches[0]["blurred"][1], item["blurred"])
+
+
+@pytest.fixture()
+def video(tmp_path: Path, photo: np.ndarray) -> Path:
+    path = tmp_path / "pan.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        stream.options = {"g": "4", "crf": "18"}  # short GOPs so reads really seek
+        for i in range(12):
+            frame = np.ascontiguousarray(photo[100:196, 4 * i:4 * i + 128])
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+def test_video_source_seeks_to_the_right_frames(video: Path) -> None:
+    source = open_source(video)
+    assert isinstance(source, VideoFile) and len(source) == 12
+    with av.open(str(video)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert np.array_equal(source.read_frames(5, 4), np.stack(decoded[5:9]))
+    assert np.array_equal(source.read(11), decoded[11])
+    with pytest.raises(IndexError, match="outside"):
+        source.read_frames(10, 3)
+    ds = SyntheticDataset([source], length=2, frames=3, height=64, width=64, per_output=3, seed=0)
+    assert ds[0]["sharp"].shape == (3, 3, 64, 64)
+    with pytest.raises(ValueError, match="a clip needs 15"):
+        SyntheticDataset([source], length=2, frames=5, per_output=3)
+
+
+def test_sources_refuse_missing_empty_and_broken_inputs(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        image_folder(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        image_folder(tmp_path / "empty")
+    (tmp_path / "broken.mp4").write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="broken.mp4"):
+        open_source(tmp_path / "broken.mp4")
+    with pytest.raises(FileNotFoundError, match="'skimage'"):
+        open_source(tmp_path / "missing.mov")
+    assert len(open_source("skimage")) == 6

@@ -1,0 +1,131 @@
+"""Blur synthesis: determinism, linear-light averaging, blur magnitude, kernels, noise, compression."""
+
+import cv2
+import numpy as np
+import pytest
+
+from vdeblur.train.synth import CameraConfig, CompressionConfig, NoiseConfig, ShakeConfig, render_shake_clip, render_video_clip
+from vdeblur.train.synth.camera import random_camera_path
+from vdeblur.train.synth.degrade import degrade_clip, h264_roundtrip, jpeg_roundtrip, linear_to_srgb, srgb_to_linear
+from vdeblur.train.synth.temporal import subframe_count
+from vdeblur.train.synth.trajectories import clip_kernels, rasterize_kernel
+
+CLEAN = dict(noise=None, compression=None)
+
+
+@pytest.mark.parametrize("mode", ["temporal", "kernel"])
+def test_same_seed_same_clip_other_seed_other_clip(photo: np.ndarray, mode: str) -> None:
+    config = ShakeConfig(mode=mode, noise=NoiseConfig(probability=1.0), compression=CompressionConfig(kind="h264", probability=1.0))
+    a = render_shake_clip(photo, frames=3, height=64, width=80, seed=7, config=config)
+    b = render_shake_clip(photo, frames=3, height=64, width=80, seed=7, config=config)
+    c = render_shake_clip(photo, frames=3, height=64, width=80, seed=8, config=config)
+    assert a[0].shape == a[1].shape == (3, 64, 80, 3) and a[0].dtype == a[1].dtype == np.uint8
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_blur_is_strong_where_asked_and_frames_move(photo: np.ndarray) -> None:
+    def error(blur: float) -> float:
+        config = ShakeConfig(mode="temporal", blur_px=(blur, blur), **CLEAN)
+        blurred, sharp = render_shake_clip(photo, frames=4, height=128, width=128, seed=3, config=config)
+        return float(np.abs(blurred.astype(float) - sharp).mean())
+
+    assert error(2.0) < error(8.0) < error(30.0)
+    config = ShakeConfig(mode="temporal", blur_px=(20.0, 20.0), **CLEAN)
+    _, sharp = render_shake_clip(photo, frames=3, height=128, width=128, seed=3, config=config)
+    assert not np.array_equal(sharp[0], sharp[1])  # the camera moves between frames, not only within them
+
+
+def test_camera_path_blurs_by_the_requested_length() -> None:
+    rng = np.random.default_rng(0)
+    for blur in (3.0, 30.0):
+        path = random_camera_path(rng, CameraConfig(), frames=8, height=256, width=256, blur_px=blur, duty=0.5)
+        lengths = path.exposure_lengths(np.arange(8.0), 0.5)
+        assert lengths.mean() == pytest.approx(blur, rel=0.05)
+        # Smooth in time: consecutive frames do not jump from sharp to heavily blurred.
+        assert np.abs(np.diff(lengths)).max() < 1.5 * blur
+
+
+def test_temporal_average_is_in_linear_light(photo: np.ndarray) -> None:
+    # No shake: a "video" whose content moves 6 px per frame blurs only by averaging frames.
+    video = np.stack([np.roll(photo, 6 * i, axis=1) for i in range(6)])
+    config = ShakeConfig(blur_px=(0.0, 0.0), mode="temporal", **CLEAN)
+    blurred, sharp = render_video_clip(video, frames=2, height=96, width=96, seed=1, per_output=3, config=config)
+    # Find the window: the sharp target is the middle source frame, copied exactly.
+    match = cv2.matchTemplate(video[1], sharp[0], cv2.TM_SQDIFF)
+    y, x = np.unravel_index(np.argmin(match), match.shape)
+    assert np.array_equal(sharp[0], video[1, y:y + 96, x:x + 96])
+    window = video[0:3, y:y + 96, x:x + 96]
+    linear_mean = linear_to_srgb(srgb_to_linear(window).mean(axis=0))
+    assert np.abs(blurred[0].astype(int) - linear_mean).max() <= 1
+    # Averaging sRGB codes instead would be darker; make sure the test can tell the two apart.
+    assert np.abs(window.astype(float).mean(axis=0) - linear_mean).max() > 10
+
+
+def test_srgb_round_trip_is_exact() -> None:
+    codes = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    assert np.array_equal(linear_to_srgb(srgb_to_linear(codes)), codes)
+
+
+def test_subframes_are_odd_and_dense_enough() -> None:
+    for length in (0.0, 1.0, 7.3, 40.0):
+        n = subframe_count(length, 1.0, max_count=99)
+        assert n % 2 == 1 and length / max(n - 1, 1) <= 1.0
+    assert subframe_count(500.0, 1.0, max_count=61) == 61
+
+
+def test_kernel_of_a_straight_path_is_a_centred_line() -> None:
+    points = np.stack([np.linspace(-10, 10, 200), np.zeros(200)], axis=1)
+    k = rasterize_kernel(points)
+    assert k.shape[0] % 2 == 1 and k.sum() == pytest.approx(1.0, abs=1e-5)
+    rows = np.nonzero(k.sum(axis=1) > 1e-6)[0]
+    cols = np.nonzero(k.sum(axis=0) > 1e-6)[0]
+    c = k.shape[0] // 2
+    assert list(rows) == [c] and cols.min() == c - 10 and cols.max() == c + 10
+
+
+def test_walk_kernels_grow_with_blur_and_are_curved_paths() -> None:
+    small, _ = clip_kernels(np.random.default_rng(5), 4, np.full(4, 4.0), 0.5)
+    large, centres = clip_kernels(np.random.default_rng(5), 4, np.full(4, 30.0), 0.5)
+    assert centres.shape == (4, 2)
+    for ks, kl in zip(small, large):
+        assert ks.shape[0] < kl.shape[0]
+        # A path, not a Gaussian haze: most of the kernel's support is empty.
+        assert (kl > 0).mean() < 0.3
+
+
+def test_noise_grows_with_level_and_compression_stays_close(photo: np.ndarray) -> None:
+    linear = [srgb_to_linear(photo[:64, :64])] * 2
+    clean = degrade_clip(linear, np.random.default_rng(0), None, None)
+    weak = degrade_clip(linear, np.random.default_rng(0), NoiseConfig(1.0, (1e-4, 1e-4), (2e-4, 2e-4)), None)
+    strong = degrade_clip(linear, np.random.default_rng(0), NoiseConfig(1.0, (3e-3, 3e-3), (3e-3, 3e-3)), None)
+    assert 0 < np.abs(weak.astype(float) - clean).mean() < np.abs(strong.astype(float) - clean).mean()
+    assert not np.array_equal(strong[0], strong[1])  # fresh noise every frame
+    odd = photo[:33, :47]
+    for out in (jpeg_roundtrip(odd, 80)[None], h264_roundtrip(np.stack([odd, odd]), 23)):
+        assert out.shape[1:] == odd.shape
+        assert np.abs(out.astype(float) - odd).mean() < 8
+
+
+def test_h264_round_trip_is_repeatable(photo: np.ndarray) -> None:
+    # x264's mbtree once made these bytes vary between runs for a few CRFs; seeds must pin clips.
+    config = ShakeConfig(mode="kernel", noise=NoiseConfig(probability=1.0), compression=None)
+    noisy, _ = render_shake_clip(photo, frames=3, height=64, width=80, seed=7, config=config)
+    for crf in range(18, 23):
+        first = h264_roundtrip(noisy, crf)
+        assert all(np.array_equal(first, h264_roundtrip(noisy, crf)) for _ in range(3))
+
+
+def test_bad_inputs_name_what_is_allowed(photo: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="allowed: temporal, kernel, mixed"):
+        ShakeConfig(mode="gaussian")
+    with pytest.raises(ValueError, match="blur_px"):
+        ShakeConfig(blur_px=(0.0, 10.0))
+    with pytest.raises(ValueError, match="allowed: none, jpeg, h264, mixed"):
+        CompressionConfig(kind="webp")
+    with pytest.raises(ValueError, match="smaller than the requested 600x64"):
+        render_shake_clip(photo, frames=1, height=64, width=600, seed=0)
+    with pytest.raises(ValueError, match="uint8"):
+        render_shake_clip(photo.astype(np.float32), frames=1, height=64, width=64, seed=0)
+    with pytest.raises(ValueError, match="need 9 video frames"):
+        render_video_clip(np.stack([photo] * 4), frames=3, height=64, width=64, seed=0, per_output=3)
