@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from vdeblur.train.data import GoProDataset, SyntheticDataset, scan_gopro
 from vdeblur.train.synth import ShakeConfig
+from vdeblur.train.synth.render_dataset import render_folder
 from vdeblur.train.synth.sources import VideoFile, image_folder, open_source, skimage_photos
 
 FRAMES, H, W = 5, 40, 56
@@ -142,3 +143,13 @@ def test_sources_refuse_missing_empty_and_broken_inputs(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="'skimage'"):
         open_source(tmp_path / "missing.mov")
     assert len(open_source("skimage")) == 6
+
+
+def test_rendered_folder_reads_back_as_gopro_with_identical_pixels(tmp_path: Path) -> None:
+    synth = SyntheticDataset([open_source("skimage")], length=2, frames=3, height=48, width=64, seed=5)
+    assert render_folder(synth, tmp_path, "train") == 6
+    back = GoProDataset(tmp_path, split="train", window=3, crop=None, flips=False)
+    assert len(back) == 2
+    for i in range(2):
+        for key in ("blurred", "sharp"):
+            assert torch.equal(back[i][key], synth[i][key])
