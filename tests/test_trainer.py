@@ -1,0 +1,188 @@
+"""The trainer: configs, real optimisation, exact resume, and every preset through ``vdeblur-train``."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from vdeblur.train.cli import main
+from vdeblur.train.config import Config, ConfigError, apply_sets, from_dict, list_presets, load_config
+from vdeblur.train.distributed import DistInfo
+from vdeblur.train.registry import list_models
+from vdeblur.train.trainer import Trainer
+
+CPU = DistInfo(0, 1, torch.device("cpu"))
+# Per preset: model widths shrunk so one step takes well under a second on a CPU.
+TINY_MODEL = {
+    "pix2pix": "{base_channels = 4, num_downs = 5}",
+    "deblurgan": "{ngf = 4, n_blocks = 1}",
+    "deblurgan_feedback": "{ngf = 4, n_blocks = 1, iterations = 2}",
+    "rir": "{channels = 8, groups = 1, blocks_per_group = 1}",
+    "vdeblur_fast": "{channels = [8, 8, 8, 8], res_blocks = [0, 0, 0, 0], lstm_hidden = 8}",
+}
+
+
+def write_tiny_gopro(root: Path, photo: np.ndarray) -> Path:
+    """A GoPro-layout folder of 48x48 frames: a slow pan over a photo, box-blurred along the pan."""
+    for split, sequences, frames in (("train", 3, 5), ("test", 1, 3)):
+        for s in range(sequences):
+            for kind in ("blur", "sharp"):
+                (root / split / f"seq{s}" / kind).mkdir(parents=True, exist_ok=True)
+            for t in range(frames):
+                y, x = 100 + 60 * s + (200 if split == "test" else 0), 150 + 3 * t
+                sharp = np.ascontiguousarray(photo[y:y + 48, x:x + 48, ::-1])  # BGR for cv2
+                blur = cv2.blur(photo[y:y + 48, x - 4:x + 52, ::-1], (9, 1))[:, 4:52]
+                cv2.imwrite(str(root / split / f"seq{s}" / "sharp" / f"{t:06d}.png"), sharp)
+                cv2.imwrite(str(root / split / f"seq{s}" / "blur" / f"{t:06d}.png"), np.ascontiguousarray(blur))
+    return root
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # The test machine's cores are shared: two OpenMP threads waiting on a busy core make a tiny
+    # step 100x slower, while one thread never waits.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def gopro(tmp_path_factory, photo) -> Path:
+    return write_tiny_gopro(tmp_path_factory.mktemp("gopro"), photo)
+
+
+def tiny_sets(preset: str, root: Path) -> list[str]:
+    family = next(k for k in sorted(TINY_MODEL, key=len, reverse=True) if preset.startswith(k))
+    return [f"model.overrides={TINY_MODEL[family]}", "model.discriminator_overrides={base_channels = 4}",
+            "data.kind=gopro", f"data.root='{root}'", "data.val_size=0", "data.val_sequences=1",
+            "train.batch=2", "train.crop=32", "train.window=2", "train.log_every=1", "optim.warmup_steps=0"]
+
+
+def test_every_registered_model_has_a_preset() -> None:
+    assert set(list_presets()) == set(list_models())
+
+
+def test_config_refuses_unknown_keys_and_bad_types() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['train.stepz'\]; allowed in \[train\]"):
+        from_dict({"train": {"stepz": 3}})
+    with pytest.raises(ConfigError, match="unknown key.*'optimizer'"):
+        from_dict({"optimizer": {}})
+    with pytest.raises(ConfigError, match=r"train.batch must be int; got '8'"):
+        from_dict({"train": {"batch": "8"}})
+    with pytest.raises(ConfigError, match="loss.gan = 'wgan' is not allowed; choose one of none, vanilla"):
+        load_config("pix2pix", ["loss.gan=wgan"])
+    with pytest.raises(ConfigError, match="unknown preset 'pix2px'; presets: deblurgan"):
+        load_config("pix2px")
+    with pytest.raises(ConfigError, match="not section.key=value"):
+        apply_sets({}, ["steps=3"])
+
+
+def test_sets_parse_toml_values_and_bare_words() -> None:
+    cfg = load_config("rir", ["train.steps=7", "optim.betas=[0.5, 0.9]", "model.name=rir_large", "loss.content=l2",
+                              "model.overrides={channels = 16}"])
+    assert (cfg.train.steps, cfg.optim.betas, cfg.model.name, cfg.loss.content) == (7, (0.5, 0.9), "rir_large", "l2")
+    assert cfg.model.overrides == {"channels": 16} and isinstance(cfg, Config)
+    with pytest.raises(AttributeError):
+        cfg.train.steps = 3  # frozen
+
+
+def test_training_steps_reduce_the_loss(gopro: Path, tmp_path: Path) -> None:
+    cfg = load_config("vdeblur_fast", tiny_sets("vdeblur_fast", gopro) + ["optim.lr_g=3e-3", "optim.schedule=constant"])
+    trainer = Trainer(cfg, tmp_path / "run", CPU)
+    batch = next(trainer.batches())
+    losses = [trainer.train_step(batch)["content"] for _ in range(60)]
+    assert losses[-1] < 0.7 * losses[0], losses[::10]
+
+
+def _state(trainer: Trainer) -> dict[str, torch.Tensor]:
+    out = {f"g.{k}": v for k, v in trainer.g.state_dict().items()}
+    out |= {f"ema.{k}": v for k, v in trainer.ema.module.state_dict().items()}
+    out |= {f"d.{k}": v for k, v in trainer.critic.state_dict().items()}
+    for name, opt in (("opt_g", trainer.opt_g), ("opt_d", trainer.opt_d)):
+        for i, s in opt.state_dict()["state"].items():
+            out |= {f"{name}.{i}.{k}": v for k, v in s.items()}
+    return out
+
+
+def test_resume_is_bit_identical(gopro: Path, tmp_path: Path) -> None:
+    # WGAN-GP draws random interpolation points, a recurrent model carries state, and the 6 training
+    # windows make 3 batches an epoch, so the run stops mid-epoch and crosses an epoch boundary after.
+    sets = tiny_sets("vdeblur_fast", gopro) + ["loss.gan=wgan_gp", "loss.gan_weight=0.1", "loss.critic_steps=2",
+                                               "model.discriminator=patchgan_wgan", "train.steps=6", "train.ckpt_every=2",
+                                               "train.grad_clip=0.5", "train.ema_decay=0.9"]
+    cfg = load_config("vdeblur_fast", sets)
+    straight = Trainer(cfg, tmp_path / "straight", CPU)
+    straight.run()
+    first = Trainer(cfg, tmp_path / "resumed", CPU)
+    first.run(until=2)
+    resumed = Trainer(cfg, tmp_path / "resumed", CPU, resume=True)
+    assert (resumed.step, resumed.epoch, resumed.batch_in_epoch) == (2, 0, 2)
+    resumed.run()
+    a, b = _state(straight), _state(resumed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
+    assert not torch.equal(a["g.head.0.weight"], _state(Trainer(cfg, tmp_path / "fresh", CPU))["g.head.0.weight"])
+    with (tmp_path / "resumed" / "log.csv").open() as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_refuses_a_changed_config(gopro: Path, tmp_path: Path) -> None:
+    cfg = load_config("rir", tiny_sets("rir", gopro) + ["train.steps=1"])
+    Trainer(cfg, tmp_path, CPU).run()
+    with pytest.raises(ConfigError, match="already holds a run; pass --resume"):
+        Trainer(cfg, tmp_path, CPU)
+    changed = load_config("rir", tiny_sets("rir", gopro) + ["train.steps=1", "optim.lr_g=1e-3"])
+    with pytest.raises(ConfigError, match=r"config differs in \['optim.lr_g'\]"):
+        Trainer(changed, tmp_path, CPU, resume=True)
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        Trainer(cfg, tmp_path / "empty", CPU, resume=True)
+
+
+def test_time_limit_stops_with_a_checkpoint(gopro: Path, tmp_path: Path) -> None:
+    trainer = Trainer(load_config("rir", tiny_sets("rir", gopro) + ["train.steps=50"]), tmp_path, CPU)
+    metrics = trainer.run(time_limit_s=0.0)
+    assert trainer.step == 1 and set(metrics) == {"val_psnr", "val_ssim", "val_input_psnr", "val_input_ssim"}
+    assert torch.load(tmp_path / "last.train.pt", weights_only=False)["step"] == 1
+
+
+@pytest.fixture(scope="module")
+def vgg_file(tmp_path_factory) -> Path:
+    from test_losses import random_vgg19_state_dict
+
+    path = tmp_path_factory.mktemp("vgg") / "vgg19.pth"
+    torch.save({k: v for k, v in random_vgg19_state_dict().items() if k.startswith("features.")
+                and int(k.split(".")[1]) < 15}, path)
+    return path
+
+
+@pytest.mark.parametrize("preset", list_presets())
+def test_every_preset_trains_through_the_cli(preset: str, gopro: Path, vgg_file: Path, tmp_path: Path) -> None:
+    args = ["--config", preset, "--steps", "2", "--out", str(tmp_path), "--device", "cpu"]
+    for s in tiny_sets(preset, gopro) + [f"loss.vgg_weights='{vgg_file}'"]:
+        args += ["--set", s]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "stopped at step 2: val_psnr" in result.output
+    info_step = torch.load(tmp_path / "last.train.pt", weights_only=False)["step"]
+    assert info_step == 2 and (tmp_path / "last.safetensors").is_file()
+
+
+def test_cli_errors_are_one_line(gopro: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["--config", "deblurgan", "--out", str(tmp_path), "--device", "cpu",
+                                  *sum((["--set", s] for s in tiny_sets("deblurgan", gopro)), [])])
+    assert result.exit_code == 1
+    assert "set loss.vgg_weights to a torchvision vgg19 state dict" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    result = runner.invoke(main, ["--config", "rir", "--set", "train.crop=30", "--set", "model.overrides={channels = 8}",
+                                  "--out", str(tmp_path), "--device", "cpu"])
+    assert result.exit_code == 1 and "train.crop = 30 is not a multiple of 4, which rir needs" in result.output
+    result = runner.invoke(main, ["--list-presets"])
+    assert result.exit_code == 0 and result.output.split() == list_presets()

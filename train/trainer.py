@@ -1,0 +1,276 @@
+"""The trainer: one ``train_step`` for every architecture and objective of the paper.
+
+A step unrolls the generator over a window of frames (T = 1 for image models) carrying the
+recurrent state, updates the critic on the detached output (``loss.critic_steps`` times), then the
+generator on content + perceptual + adversarial terms, then the EMA copy. Checkpoints hold the EMA
+generator as a self-describing safetensors file (what ``vdeblur`` and export load) and everything
+else needed for an exact resume in a sidecar ``.train.pt`` file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import load_weights, save_checkpoint
+from .config import Config, ConfigError
+from .distributed import DistInfo, any_rank, epoch_loader, unwrap, wrap
+from .edges import prepare_input
+from .losses import GANObjective, PerceptualLoss, content_loss, gradient_penalty
+from .metrics import psnr_ssim_uint8
+from .padding import run_padded
+from .registry import build_model
+from .run_state import RunLog, build_critic, build_datasets, capture_rng, check_resumable, restore_rng
+
+Batch = dict[str, torch.Tensor]
+
+
+class EMA:
+    """Exponential moving average of the generator weights, the copy we validate and ship.
+
+    The decay ramps up as (1 + step) / (10 + step) so that short runs are not dominated by the
+    random initial weights."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for e, p in zip(self.module.parameters(), model.parameters()):
+            e.lerp_(p, 1 - d)
+        for e, b in zip(self.module.buffers(), model.buffers()):
+            e.copy_(b)
+
+
+def lr_factor(step: int, cfg: Config) -> float:
+    o, total = cfg.optim, cfg.train.steps
+    if step < o.warmup_steps:
+        return (step + 1) / o.warmup_steps
+    progress = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
+    if o.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if o.schedule == "linear" and progress > o.decay_start:
+        return max(0.0, 1 - (progress - o.decay_start) / (1 - o.decay_start))
+    return 1.0
+
+
+class Trainer:
+    def __init__(self, cfg: Config, out: str | Path, info: DistInfo, *, resume: bool = False) -> None:
+        self.cfg, self.out, self.info, self.device = cfg, Path(out), info, info.device
+        torch.manual_seed(cfg.train.seed + info.rank)
+        self.g = build_model(cfg.model.name, cfg.model.overrides).to(self.device)
+        self.window = cfg.train.window if self.g.is_recurrent else 1
+        if cfg.train.crop % self.g.pad_multiple:
+            raise ConfigError(f"train.crop = {cfg.train.crop} is not a multiple of {self.g.pad_multiple}, "
+                              f"which {cfg.model.name} needs")
+        self.g_train = wrap(self.g, info)
+        self.ema = EMA(self.g, cfg.train.ema_decay)  # after wrap: DDP has broadcast rank 0's initial weights
+        self.opt_g = self._adam(self.g, cfg.optim.lr_g)
+        self.critic: nn.Module | None = None
+        if cfg.loss.gan != "none":
+            self.critic = build_critic(cfg).to(self.device)
+            self.critic_train = wrap(self.critic, info)
+            self.opt_d = self._adam(self.critic, cfg.optim.lr_d)
+            self.gan = GANObjective(cfg.loss.gan)
+        self.content = content_loss(cfg.loss.content)
+        self.perceptual = self._perceptual()
+        self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.amp) if self.device.type == "cuda" else None
+        optimizers = [self.opt_g] + ([self.opt_d] if self.critic is not None else [])
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, cfg)) for o in optimizers]
+        # One scaler per optimizer: a scaler may step each optimizer once per update, and the critic
+        # can take several steps per generator step.
+        self.scalers = [torch.amp.GradScaler(self.device.type, enabled=self.amp is torch.float16) for _ in optimizers]
+        self.train_set, self.val_set = build_datasets(cfg, self.window)
+        self.step, self.epoch, self.batch_in_epoch, self.best_psnr = 0, 0, 0, -math.inf
+        self.log = RunLog(self.out, enabled=info.is_main)
+        if resume:
+            self.load()
+        elif (self.out / "last.train.pt").exists():
+            raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+
+    def _adam(self, module: nn.Module, lr: float) -> torch.optim.Optimizer:
+        o = self.cfg.optim
+        return torch.optim.Adam(module.parameters(), lr=lr, betas=o.betas, weight_decay=o.weight_decay)
+
+    def _perceptual(self) -> PerceptualLoss | None:
+        loss = self.cfg.loss
+        if loss.perceptual_weight <= 0:
+            return None
+        if not loss.vgg_weights:
+            raise ConfigError("this config uses the VGG19 perceptual loss: set loss.vgg_weights to a torchvision vgg19 "
+                              "state dict (.pth or .safetensors), e.g. --set loss.vgg_weights=vgg19.pth")
+        return PerceptualLoss(loss.vgg_weights, loss.perceptual_layer).to(self.device)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp)
+
+    def unroll(self, model: nn.Module, blurred: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, H, W) -> (B*T, 3, H, W): the window in order, state carried, gradients through all of it
+        (truncated back-propagation through time: the state starts from zero at the window start)."""
+        b, t, _, h, w = blurred.shape
+        state = unwrap(model).initial_state(b, h, w, device=self.device)
+        outs = []
+        for i in range(t):
+            out, state = model(prepare_input(blurred[:, i], self.g.input_kind), state)
+            outs.append(out)
+        return torch.stack(outs, dim=1).flatten(0, 1)
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        cfg, logs = self.cfg.loss, {}
+        blurred = batch["blurred"].to(self.device, non_blocking=True)  # (B, T, 3, H, W)
+        sharp = batch["sharp"].to(self.device, non_blocking=True).flatten(0, 1)  # (B*T, 3, H, W)
+        self.g_train.train()
+        with self.autocast():
+            fake = self.unroll(self.g_train, blurred)  # (B*T, 3, H, W)
+        blurred = blurred.flatten(0, 1)
+
+        # 1. Critic: real vs the detached output, as many updates as loss.critic_steps.
+        if self.critic is not None:
+            self.critic.requires_grad_(True).train()
+            for _ in range(cfg.critic_steps):
+                with self.autocast():
+                    d_loss = self.gan.critic_loss(self.critic_train(blurred, sharp), self.critic_train(blurred, fake.detach()))
+                if self.gan.needs_gradient_penalty:
+                    with torch.autocast(self.device.type, enabled=False):  # second-order grads in fp32
+                        gp = gradient_penalty(self.critic, blurred, sharp, fake.float())
+                    d_loss = d_loss + cfg.gp_weight * gp
+                    logs["gp"] = gp.item()
+                self._update(d_loss, self.opt_d, self.critic, self.scalers[1])
+                logs["d_loss"] = d_loss.item()
+            # Frozen for the generator step: gradients pass through the critic without touching it.
+            self.critic.requires_grad_(False)
+
+        # 2. Generator: content + perceptual + adversarial.
+        terms = {"content": cfg.content_weight * self.content(fake.float(), sharp)}
+        if self.perceptual is not None:
+            with self.autocast():
+                terms["perceptual"] = cfg.perceptual_weight * self.perceptual(fake, sharp)
+        if self.critic is not None:
+            with self.autocast():
+                terms["gan"] = cfg.gan_weight * self.gan.generator_loss(self.critic(blurred, fake))
+        g_loss = sum(terms.values())
+        self._update(g_loss, self.opt_g, self.g, self.scalers[0])
+        for s in self.schedulers:
+            s.step()
+        self.ema.update(self.g, self.step)
+        self.step += 1
+        return {"g_loss": g_loss.item(), **{k: v.item() for k, v in terms.items()}, **logs}
+
+    def _update(self, loss: torch.Tensor, opt: torch.optim.Optimizer, module: nn.Module, scaler: torch.amp.GradScaler) -> None:
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if self.cfg.train.grad_clip > 0:
+            scaler.unscale_(opt)  # clip the true gradient, not the loss-scaled one
+            nn.utils.clip_grad_norm_(module.parameters(), self.cfg.train.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """PSNR/SSIM of the EMA generator on held-out sequences, frame by frame with the state carried,
+        and of the blurred input itself (the baseline the model must beat)."""
+        model, sums = self.ema.module, defaultdict(float)
+        frames = 0
+        for i in range(len(self.val_set)):
+            item = self.val_set[i]
+            blurred, sharp = item["blurred"].to(self.device), item["sharp"].to(self.device)  # (T, 3, H, W)
+            state = model.initial_state(1, *blurred.shape[-2:], device=self.device)
+            for t in range(blurred.shape[0]):
+                out, state = run_padded(model, blurred[t:t + 1], state)
+                for prefix, pred in (("val", out), ("val_input", blurred[t:t + 1])):
+                    p, s = psnr_ssim_uint8(pred, sharp[t:t + 1])
+                    sums[f"{prefix}_psnr"] += p
+                    sums[f"{prefix}_ssim"] += s
+                frames += 1
+        return {k: v / frames for k, v in sums.items()}
+
+    def batches(self) -> Iterator[Batch]:
+        """Batches from the saved data position on, epoch after epoch."""
+        while True:
+            loader = epoch_loader(self.train_set, batch=self.cfg.train.batch, info=self.info, seed=self.cfg.train.seed,
+                                  epoch=self.epoch, skip_batches=self.batch_in_epoch, workers=self.cfg.data.workers)
+            for batch in loader:
+                self.batch_in_epoch += 1
+                yield batch
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+
+    def run(self, until: int | None = None, time_limit_s: float | None = None) -> dict[str, float]:
+        """Train to ``until`` (default train.steps) or until the time limit, then checkpoint. Returns the
+        last validation metrics."""
+        t = self.cfg.train
+        until = min(until or t.steps, t.steps)
+        start, metrics = time.monotonic(), {}
+        sums, count, busy = defaultdict(float), 0, 0.0
+        batches = self.batches()
+        while self.step < until:
+            tick = time.monotonic()
+            for k, v in self.train_step(next(batches)).items():
+                sums[k] += v
+            busy, count = busy + time.monotonic() - tick, count + 1  # it/s counts data + step, not validation
+            out_of_time = time_limit_s is not None and any_rank(time.monotonic() - start > time_limit_s, self.info)
+            done = self.step >= until or out_of_time
+            validate = self.step % t.val_every == 0 or done
+            if self.info.is_main and validate:
+                metrics = self.validate()
+            if self.step % t.log_every == 0 or validate:
+                row = {k: v / count for k, v in sums.items()} | (metrics if validate else {})
+                self.log.write(self.step, t.steps, count / busy, self.schedulers[0].get_last_lr()[0], row)
+                sums, count, busy = defaultdict(float), 0, 0.0
+            if self.step % t.ckpt_every == 0 or done:
+                self.save(metrics if validate else {})
+            if done:
+                break
+        return metrics
+
+    def save(self, metrics: dict[str, float]) -> None:
+        rng = capture_rng(self.info)  # collective: every rank takes part
+        if not self.info.is_main:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        extra = {"config": self.cfg.to_dict()}
+        save_checkpoint(self.out / "last.safetensors", self.ema.module, step=self.step, metrics=metrics, extra=extra)
+        if metrics.get("val_psnr", -math.inf) > self.best_psnr:
+            self.best_psnr = metrics["val_psnr"]
+            save_checkpoint(self.out / "best.safetensors", self.ema.module, step=self.step, metrics=metrics, extra=extra)
+        state = {
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "best_psnr": self.best_psnr,
+            "config": self.cfg.to_dict(), "rng": rng, "generator": self.g.state_dict(), "opt_g": self.opt_g.state_dict(),
+            "schedulers": [s.state_dict() for s in self.schedulers], "scalers": [s.state_dict() for s in self.scalers],
+        }
+        if self.critic is not None:
+            state |= {"critic": self.critic.state_dict(), "opt_d": self.opt_d.state_dict()}
+        tmp = self.out / "last.train.pt.tmp"
+        torch.save(state, tmp)
+        tmp.replace(self.out / "last.train.pt")  # atomic: a crash mid-save leaves the previous state
+
+    def load(self) -> None:
+        path = self.out / "last.train.pt"
+        if not path.is_file():
+            raise ConfigError(f"--resume: {path} does not exist; nothing to resume in {self.out}")
+        # Our own file (it holds RNG states that are not plain tensors), hence weights_only=False.
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        check_resumable(state["config"], self.cfg, path)
+        load_weights(self.ema.module, self.out / "last.safetensors", self.device)
+        self.g.load_state_dict(state["generator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        if self.critic is not None:
+            self.critic.load_state_dict(state["critic"])
+            self.opt_d.load_state_dict(state["opt_d"])
+        for obj, saved in zip(self.schedulers + self.scalers, state["schedulers"] + state["scalers"]):
+            obj.load_state_dict(saved)
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.best_psnr = state["best_psnr"]
+        restore_rng(state["rng"], self.info)
+        self.log.truncate(self.step)
