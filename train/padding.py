@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .archs.base import DeblurModel, State, padded_size
+from typing import Any, Protocol
+
+from .archs.base import padded_size
 from .edges import prepare_input
 
 
@@ -24,12 +26,21 @@ def pad_to_multiple(frame: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(frame, (0, pw, 0, ph), mode=mode)
 
 
-def run_padded(model: DeblurModel, frame: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-    """One model step on an RGB frame of any size: (edge channel) -> pad -> forward -> crop.
+class Steppable(Protocol):
+    """A model or an engine backend: both run one step on a padded frame with the model's inputs."""
+
+    pad_multiple: int
+    input_kind: str
+
+    def run(self, frame: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]: ...
+
+
+def run_padded(model: Steppable, frame: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+    """One step on an RGB frame of any size: (edge channel) -> pad -> run -> crop.
 
     The state stays at the padded size, which ``initial_state`` already accounts for.
     """
     h, w = frame.shape[-2:]
     x = pad_to_multiple(prepare_input(frame, model.input_kind), model.pad_multiple)
-    out, new_state = model(x, state)
+    out, new_state = model.run(x, state)
     return out[..., :h, :w], new_state

@@ -1,1 +1,74 @@
+"""Backend selection: turn what the user named (a checkpoint, an ONNX file, a TensorRT engine, a
+registry name with bundled weights) and ``--backend`` into one ``Backend``.
 
+TensorRT and ONNX Runtime are imported only when chosen, so neither is needed for the torch path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from vdeblur import bundled_model_path
+from vdeblur.train.checkpoint import load_checkpoint
+
+from .base import Backend
+
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+_ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def resolve_model(spec: str | None) -> Path:
+    """``None`` -> the bundled default; a registry name -> its bundled weights; else a file path."""
+    if spec is None:
+        spec = "vdeblur_fast"
+    path = Path(spec)
+    if path.suffix:
+        if not path.is_file():
+            raise FileNotFoundError(f"model file {path} does not exist")
+        return path
+    bundled = bundled_model_path(spec)
+    if not bundled.is_file():
+        raise FileNotFoundError(f"no trained weights are bundled for model {spec!r} (looked for {bundled}); "
+                                f"give a checkpoint (.safetensors), an ONNX file or a TensorRT engine")
+    return bundled
+
+
+def pick_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but torch sees no CUDA GPU; use --device cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device {device!r} is not supported; allowed: auto, cpu, cuda, cuda:N")
+    return device
+
+
+def load_backend(model: str | None = None, backend: str = "auto", device: str = "auto", fp16: bool = False) -> Backend:
+    """Build the backend for ``model``; ``auto`` follows the file type (engine -> TensorRT, .onnx ->
+    ONNX Runtime, checkpoint -> PyTorch on the GPU when there is one)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r} is not supported; allowed: {', '.join(BACKENDS)}")
+    path = resolve_model(model)
+    suffix = path.suffix.lower()
+    kind = {".onnx": "onnxruntime", ".safetensors": "torch"}.get(suffix, "tensorrt" if suffix in _ENGINE_SUFFIXES else "")
+    if not kind:
+        raise ValueError(f"model file {path} has an unknown type {suffix!r}; allowed: .safetensors, .onnx, "
+                         f"{', '.join(_ENGINE_SUFFIXES)}")
+    if backend not in ("auto", kind):
+        raise ValueError(f"backend {backend!r} cannot run {path.name} (a {kind} model file); "
+                         f"export it first with vdeblur-export or use --backend {kind}")
+    dev = pick_device(device)
+    if kind == "tensorrt":
+        from .trt_backend import TensorRTBackend
+
+        return TensorRTBackend(path)
+    if kind == "onnxruntime":
+        from .ort_backend import OrtBackend
+
+        return OrtBackend(path, device=dev)
+    from .torch_backend import TorchBackend
+
+    net, _ = load_checkpoint(path)
+    return TorchBackend(net, dev, fp16=fp16)

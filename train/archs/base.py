@@ -50,6 +50,10 @@ class DeblurModel(nn.Module):
             for s in self.state_slots
         )
 
+    def run(self, frame: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """The engine's Backend method name for one step, so a model and a backend are driven alike."""
+        return self(frame, state)
+
     @property
     def is_recurrent(self) -> bool:
         return bool(self.state_slots)

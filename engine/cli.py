@@ -1,0 +1,146 @@
+"""``vdeblur``: deblur videos from the command line.
+
+    vdeblur INPUT OUTPUT [options]          one file
+    vdeblur IN1 IN2 ... OUT_DIR/            several files (or a folder of videos) into a folder
+    vdeblur sample OUT.mp4                  write a short camera-shake demo clip
+
+Errors are one line on stderr with exit status 1 (``--debug`` shows the traceback); nothing is
+left at the output path when a run fails.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .pipeline import EncodeOptions, deblur_video
+
+_VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".webm", ".avi"}
+
+
+class _DefaultToRun(click.Group):
+    """``vdeblur IN OUT`` means ``vdeblur run IN OUT``; ``sample`` stays a subcommand."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultToRun, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vdeblur")
+def cli() -> None:
+    """Remove camera-shake blur from videos (vdeblur INPUT OUTPUT)."""
+
+
+@cli.command("run")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", default=None, help="Checkpoint (.safetensors), ONNX file, TensorRT engine, or a model name with bundled weights [default: the bundled vdeblur_fast].")
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "tensorrt"]), default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
+@click.option("--fp16", is_flag=True, help="FP16 inference (CUDA only).")
+@click.option("--codec", default="libx264", show_default=True, help="Any encoder of PyAV's FFmpeg, e.g. libx265, ffv1.")
+@click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True)
+@click.option("--preset", default="medium", show_default=True)
+@click.option("--pix-fmt", default=None, help="Output pixel format [default: yuv420p, 10-bit kept 10-bit].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--reset-on-cut", is_flag=True, help="Reset the recurrent state at scene cuts.")
+@click.option("--state-reset-every", type=click.IntRange(min=0), default=0, help="Reset the state every N frames (0 = never).")
+@click.option("--quiet", is_flag=True, help="No progress bar or summary.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def run_cmd(paths: tuple[Path, ...], model: str | None, backend: str, device: str, fp16: bool, codec: str, crf: int,
+            preset: str, pix_fmt: str | None, overwrite: bool, reset_on_cut: bool, state_reset_every: int,
+            quiet: bool, debug: bool) -> None:
+    """Deblur INPUT into OUTPUT, or several inputs into an output folder."""
+    def work() -> None:
+        jobs = plan_jobs(paths)
+        from .backends import load_backend
+
+        engine = load_backend(model, backend, device, fp16)
+        say(quiet, f"vdeblur: {getattr(engine, 'label', engine.name)} backend")
+        for src, dst in jobs:
+            stats = deblur_video(src, dst, engine, overwrite=overwrite, encode=EncodeOptions(codec, crf, preset, pix_fmt),
+                                 reset_on_cut=reset_on_cut, reset_every=state_reset_every,
+                                 progress=None if quiet or not sys.stderr.isatty() else Progress(src.name))
+            say(quiet, f"{src} -> {dst}: {stats.summary()}")
+
+    guarded(work, debug)
+
+
+@cli.command("sample")
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option("--frames", type=click.IntRange(min=2), default=24, show_default=True, help="Frames per shot (2 shots).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True)
+@click.option("--debug", is_flag=True)
+def sample_cmd(output: Path, frames: int, seed: int, overwrite: bool, debug: bool) -> None:
+    """Write a short blurred demo clip (from photos bundled with scikit-image)."""
+    from .sample import write_sample
+
+    guarded(lambda: click.echo(f"wrote {write_sample(output, frames_per_shot=frames, seed=seed, overwrite=overwrite)} "
+                               f"frames to {output}"), debug)
+
+
+def plan_jobs(paths: tuple[Path, ...]) -> list[tuple[Path, Path]]:
+    """(input, output) pairs: ``IN OUT`` for one file, else every input into the last path, a folder."""
+    if len(paths) < 2:
+        raise click.UsageError("give an INPUT and an OUTPUT (or several inputs and an output folder)")
+    *inputs, out = paths
+    if len(inputs) == 1 and not inputs[0].is_dir() and out.suffix:
+        return [(inputs[0], out)]
+    files: list[Path] = []
+    for p in inputs:
+        files += sorted(f for f in p.iterdir() if f.suffix.lower() in _VIDEO_SUFFIXES) if p.is_dir() else [p]
+    if not files:
+        raise ValueError(f"no video files ({', '.join(sorted(_VIDEO_SUFFIXES))}) in {', '.join(map(str, inputs))}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {out} must be a folder when several inputs or a folder are given")
+    out.mkdir(parents=True, exist_ok=True)
+    return [(f, out / f.name) for f in files]
+
+
+class Progress:
+    """One self-overwriting stderr line: frames, frames/s, ETA."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.start = name, time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        rate = done / max(time.perf_counter() - self.start, 1e-9)
+        eta = f", ETA {(total - done) / rate:.0f} s" if total > done else ""
+        of = f"/{total}" if total else ""
+        click.echo(f"\r{self.name}: {done}{of} frames, {rate:.1f} fps{eta}   ", err=True, nl=False)
+        if total and done >= total:
+            click.echo("", err=True)
+
+
+def say(quiet: bool, text: str) -> None:
+    if not quiet:
+        click.echo(text, err=True)
+
+
+def guarded(work: object, debug: bool) -> None:
+    """Run ``work``; turn any error into one line and exit status 1 (tracebacks only with --debug)."""
+    try:
+        work()  # type: ignore[operator]
+    except click.ClickException:
+        raise
+    except KeyboardInterrupt:
+        click.echo("\nvdeblur: interrupted; no output was written", err=True)
+        sys.exit(130)
+    except Exception as e:  # the one place where every failure becomes a user-facing line
+        if debug:
+            raise
+        click.echo(f"vdeblur: error: {e}", err=True)
+        sys.exit(1)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

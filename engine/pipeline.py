@@ -1,0 +1,192 @@
+"""decode -> deblur -> encode, overlapped: ``deblur_video(src, dst, backend)``.
+
+Three stages joined by bounded queues (memory stays flat however long the video): a decode thread
+(PyAV demux + decode), inference on the calling thread (so Ctrl-C lands where it can clean up),
+and an encode thread (encode + mux, other streams remuxed in demux order). PyAV and torch release
+the GIL in their heavy calls, so the stages really overlap. An error in any stage stops all three
+and is re-raised here; the output is written to a temporary file beside the target and renamed
+only after the encoder is flushed, so a failed or interrupted run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+
+from .backends.base import Backend
+from .stream import DeblurStream
+from .video_io import DecodedFrame, VideoError, VideoWriter, demux, open_input, source_info
+
+_QUEUE_FRAMES = 8  # enough to ride out a slow I-frame decode or encoder lookahead burst; ~25 MB at 1080p
+_END = object()
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    codec: str = "libx264"
+    crf: int | None = 18
+    preset: str | None = "medium"
+    pix_fmt: str | None = None
+
+
+@dataclass
+class RunStats:
+    frames: int = 0
+    wall_s: float = 0.0
+    stage_s: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "infer": 0.0, "encode": 0.0})
+    state_starts: int = 0
+
+    def summary(self) -> str:
+        fps = {k: (self.frames / v if v > 0 else float("inf")) for k, v in self.stage_s.items()}
+        per_stage = ", ".join(f"{k} {v:.1f}" for k, v in fps.items())
+        return (f"{self.frames} frames in {self.wall_s:.1f} s ({self.frames / max(self.wall_s, 1e-9):.1f} fps end to end; "
+                f"per stage fps: {per_stage})")
+
+
+class _Stop(Exception):
+    """Raised inside a stage when another stage failed: unwind quietly, the caller re-raises theirs."""
+
+
+class _Channel:
+    """A bounded queue whose put/get give up as soon as any stage has failed (no deadlock)."""
+
+    def __init__(self, failed: threading.Event) -> None:
+        self.q: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_FRAMES)
+        self.failed = failed
+
+    def put(self, item: Any) -> None:
+        while not self.failed.is_set():
+            try:
+                return self.q.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+        raise _Stop
+
+    def get(self) -> Any:
+        while not self.failed.is_set():
+            try:
+                return self.q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        raise _Stop
+
+
+def check_paths(src: Path, dst: Path, overwrite: bool) -> None:
+    """Refuse what would lose user data, before any work is done."""
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise VideoError(f"output {dst} is the input file; choose another output name")
+    check_output(dst, overwrite)
+
+
+def check_output(dst: Path, overwrite: bool) -> None:
+    if dst.is_dir():
+        raise VideoError(f"output {dst} is a directory; give a file name (e.g. {dst / src.name})")
+    if dst.exists() and not overwrite:
+        raise VideoError(f"output {dst} already exists; pass --overwrite to replace it")
+    if not dst.parent.is_dir():
+        raise VideoError(f"output folder {dst.parent} does not exist")
+    if not os.access(dst.parent, os.W_OK):
+        raise VideoError(f"output folder {dst.parent} is not writable")
+
+
+def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrite: bool = False,
+                 encode: EncodeOptions = EncodeOptions(), reset_on_cut: bool = False, reset_every: int = 0,
+                 progress: Callable[[int, int], None] | None = None) -> RunStats:
+    src, dst = Path(src), Path(dst)
+    check_paths(src, dst, overwrite)
+    container = open_input(src)
+    stats, started = RunStats(), time.perf_counter()
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=f".part{dst.suffix}", dir=dst.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        total = source_info(container).frames
+        with VideoWriter(tmp, container, codec=encode.codec, crf=encode.crf, preset=encode.preset,
+                         pix_fmt=encode.pix_fmt, format_from=dst) as writer:
+            stream = DeblurStream(backend, reset_on_cut=reset_on_cut, reset_every=reset_every)
+            _run_stages(demux(container, src), stream, writer, stats, total, progress)
+            stats.state_starts = stream.state_starts
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        container.close()
+    stats.wall_s = time.perf_counter() - started
+    return stats
+
+
+def _run_stages(items: Iterator[DecodedFrame | av.Packet], stream: DeblurStream, writer: VideoWriter,
+                stats: RunStats, total: int, progress: Callable[[int, int], None] | None) -> None:
+    failed = threading.Event()
+    errors: list[BaseException] = []
+    to_infer, to_encode = _Channel(failed), _Channel(failed)
+
+    def guarded(body: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                body()
+            except _Stop:
+                pass  # another stage failed first; its error is the one reported
+            except BaseException as e:
+                errors.append(e)
+                failed.set()
+        return run
+
+    def decode() -> None:
+        t = time.perf_counter()
+        for item in items:
+            stats.stage_s["decode"] += time.perf_counter() - t
+            to_infer.put(item)
+            t = time.perf_counter()
+        to_infer.put(_END)
+
+    def encode() -> None:
+        while (item := to_encode.get()) is not _END:
+            t = time.perf_counter()
+            if isinstance(item, av.Packet):
+                writer.copy_packet(item)
+            else:
+                frame, rgb = item
+                writer.write_frame(rgb, frame.pts, frame.time_base, frame.rotation)
+            stats.stage_s["encode"] += time.perf_counter() - t
+
+    workers = [threading.Thread(target=guarded(decode), name="vdeblur-decode", daemon=True),
+               threading.Thread(target=guarded(encode), name="vdeblur-encode", daemon=True)]
+    for w in workers:
+        w.start()
+    # Ctrl-C arrives on this thread: guarded() records it and stops the workers like any failure.
+    guarded(lambda: _infer(to_infer, to_encode, stream, stats, total, progress))()
+    for w in workers:
+        w.join()
+    if errors:
+        raise errors[0]
+
+
+def _infer(inbox: _Channel, outbox: _Channel, stream: DeblurStream, stats: RunStats, total: int,
+           progress: Callable[[int, int], None] | None) -> None:
+    previous_pts: int | None = None
+    while (item := inbox.get()) is not _END:
+        if isinstance(item, av.Packet):
+            outbox.put(item)
+            continue
+        if previous_pts is not None and item.pts is not None and item.pts <= previous_pts:
+            stream.reset()  # timestamps went backwards: a splice or broken stream, not continuous motion
+        previous_pts = item.pts
+        t = time.perf_counter()
+        rgb = stream.push(item.rgb)
+        stats.stage_s["infer"] += time.perf_counter() - t
+        outbox.put((item, rgb))
+        stats.frames += 1
+        if progress is not None:
+            progress(stats.frames, total)
+    outbox.put(_END)

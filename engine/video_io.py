@@ -1,0 +1,212 @@
+"""PyAV input and output: decode video frames with their timestamps, encode deblurred frames with
+the same timestamps, and remux every other stream (audio, subtitles) untouched.
+
+Faithfulness rules: output frame pts/time base come from the source frame (never regenerated from
+the frame index, which breaks variable frame rate), colour range/space/primaries/transfer and the
+display rotation are copied, and non-video packets are muxed as they were demuxed, without
+re-encoding. Errors are raised as ``VideoError`` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from av.video.reformatter import VideoReformatter
+
+
+class VideoError(ValueError):
+    """An input or output video that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    width: int
+    height: int
+    frames: int  # container's count; 0 when the container does not say
+    time_base: Fraction
+    rate: Fraction | None
+    pix_fmt: str
+    codec: str
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    rgb: np.ndarray  # (H, W, 3) uint8
+    pts: int | None
+    time_base: Fraction
+    rotation: int
+    index: int
+
+
+def open_input(path: str | Path) -> av.container.InputContainer:
+    """Open ``path`` for reading, with one-line errors for the usual ways a file is not a video."""
+    path = Path(path)
+    if not path.exists():
+        raise VideoError(f"input {path} does not exist")
+    if path.is_dir():
+        raise VideoError(f"input {path} is a directory; give a video file")
+    if path.stat().st_size == 0:
+        raise VideoError(f"input {path} is empty (0 bytes)")
+    try:
+        container = av.open(str(path), mode="r")
+    except av.error.FFmpegError as e:
+        raise VideoError(f"input {path} is not a readable video ({e.strerror or e})") from None
+    if not container.streams.video:
+        kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
+        container.close()
+        raise VideoError(f"input {path} has no video stream (it has: {kinds})")
+    return container
+
+
+def source_info(container: av.container.InputContainer) -> SourceInfo:
+    vs = container.streams.video[0]
+    cc = vs.codec_context
+    return SourceInfo(cc.width, cc.height, vs.frames, vs.time_base, vs.average_rate or vs.guessed_rate,
+                      cc.pix_fmt or "yuv420p", cc.name)
+
+
+def demux(container: av.container.InputContainer, path: str | Path) -> Iterator[DecodedFrame | av.Packet]:
+    """Yield decoded video frames and, in demux order, the packets of every other stream.
+
+    Decode errors are raised (a truncated file must fail, not silently lose its tail).
+    """
+    video = container.streams.video[0]
+    video.thread_type = "AUTO"  # frame + slice threads inside FFmpeg's decoder
+    index = 0
+    try:
+        for packet in container.demux():
+            if packet.stream.index != video.index:
+                if packet.dts is not None and packet.size:  # flush packets carry nothing to copy
+                    yield packet
+                continue
+            for frame in packet.decode():
+                yield DecodedFrame(_to_rgb(frame), frame.pts, frame.time_base or video.time_base,
+                                   int(getattr(frame, "rotation", 0) or 0), index)
+                index += 1
+    except av.error.FFmpegError as e:
+        raise VideoError(f"input {path} could not be decoded after {index} frames ({e.strerror or e})") from None
+    if index == 0:
+        raise VideoError(f"input {path} has a video stream but no decodable frame")
+
+
+# One reformatter per thread role: a VideoReformatter caches an swscale context and is not safe to
+# share between the decode and encode threads (sharing one deadlocked the pipeline).
+_DECODE_REFORMAT = VideoReformatter()
+_FULL_RANGE = 2  # AVCOL_RANGE_JPEG
+
+
+def _is_full_range(frame_or_ctx: object, pix_fmt: str) -> bool:
+    return pix_fmt.startswith("yuvj") or getattr(frame_or_ctx, "color_range", 0) == _FULL_RANGE
+
+
+def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    # The source range is passed explicitly: a missing range counts as limited, which would crush
+    # the blacks and clip the whites of full-range (JPEG-range) input.
+    rng = "JPEG" if _is_full_range(frame, frame.format.name) else "MPEG"
+    return _DECODE_REFORMAT.reformat(frame, format="rgb24", src_color_range=rng).to_ndarray()
+
+
+class VideoWriter:
+    """Encode RGB frames into ``path`` with the source's timing, colour and rotation, and remux
+    the source's other streams unchanged. Use as a context manager; ``close`` flushes the encoder."""
+
+    def __init__(self, path: str | Path, source: av.container.InputContainer, *, codec: str = "libx264",
+                 crf: int | None = 18, preset: str | None = "medium", pix_fmt: str | None = None,
+                 format_from: str | Path | None = None) -> None:
+        self.path = Path(path)
+        src = source.streams.video[0]
+        try:
+            av.codec.Codec(codec, "w")
+        except (av.error.FFmpegError, ValueError):
+            raise VideoError(f"video codec {codec!r} is not available for encoding; try libx264, libx265, mpeg4 or ffv1") from None
+        # The container format comes from the final name's extension (``format_from``) when ``path``
+        # is a temporary name.
+        fmt = _format_for(Path(format_from or self.path))
+        try:
+            self.container = av.open(str(self.path), mode="w", format=fmt)
+        except (av.error.FFmpegError, ValueError) as e:
+            raise VideoError(f"cannot write {self.path} ({e})") from None
+        options = {}
+        if crf is not None and codec in ("libx264", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"):
+            options["crf"] = str(crf)
+        if preset is not None and codec in ("libx264", "libx265"):
+            options["preset"] = preset
+        rate = src.average_rate or src.guessed_rate
+        self.video = self.container.add_stream(codec, rate=rate, options=options)
+        cc = src.codec_context
+        self.video.width, self.video.height = cc.width, cc.height
+        self.video.pix_fmt = pix_fmt or _output_pix_fmt(cc.pix_fmt or "yuv420p", self.video.codec_context.codec,
+                                                         odd=bool(cc.width % 2 or cc.height % 2))
+        self.video.time_base = src.time_base  # keep source pts exactly (VFR included)
+        for attr in ("color_range", "colorspace", "color_primaries", "color_trc"):
+            setattr(self.video.codec_context, attr, getattr(cc, attr))
+        self.full_range = _is_full_range(cc, cc.pix_fmt or "")
+        self.copies: dict[int, av.stream.Stream] = {}
+        for stream in source.streams:
+            if stream.index != src.index and stream.type in ("audio", "subtitle"):
+                out = self.container.add_stream_from_template(stream)
+                out.time_base = stream.time_base  # PyAV #1953: not copied by the template
+                self.copies[stream.index] = out
+        self._rotation_set = False
+        self._reformat = VideoReformatter()
+
+    def write_frame(self, rgb: np.ndarray, pts: int | None, time_base: Fraction, rotation: int = 0) -> None:
+        if rotation and not self._rotation_set:
+            self.video.set_display_rotation(rotation)
+        self._rotation_set = True
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame = self._reformat.reformat(frame, format=self.video.pix_fmt,
+                                   dst_colorspace=self.video.codec_context.colorspace or None,
+                                   dst_color_range="JPEG" if self.full_range else "MPEG")
+        frame.pts, frame.time_base = pts, time_base
+        self.container.mux(self.video.encode(frame))
+
+    def copy_packet(self, packet: av.Packet) -> None:
+        out = self.copies.get(packet.stream.index)
+        if out is not None:
+            packet.stream = out
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        try:
+            self.container.mux(self.video.encode(None))  # flush: the encoder holds delayed frames
+        finally:
+            self.container.close()
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self.container.close()
+
+
+_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
+
+
+def _format_for(path: Path) -> str:
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise VideoError(f"output {path}: unknown container {path.suffix!r}; allowed: {', '.join(sorted(_FORMATS))}")
+    return fmt
+
+
+def _output_pix_fmt(source: str, codec: av.codec.Codec, odd: bool = False) -> str:
+    """Keep 10-bit input 10-bit where the encoder can; otherwise 8-bit 4:2:0 (plays everywhere).
+
+    4:2:0 cannot hold an odd width or height (chroma is subsampled by 2), so odd-sized frames get
+    4:4:4 instead of being cropped or padded.
+    """
+    supported = {f.name for f in (codec.video_formats or [])}
+    deep = "10le" in source or "10be" in source
+    for fmt in ([] if not deep else ["yuv444p10le"] if odd else ["yuv420p10le"]) + (["yuv444p"] if odd else ["yuv420p"]):
+        if fmt in supported or not supported:
+            return fmt
+    return sorted(supported)[0]
