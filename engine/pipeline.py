@@ -24,7 +24,7 @@ import av
 
 from .backends.base import Backend
 from .stream import DeblurStream
-from .video_io import DecodedFrame, VideoError, VideoWriter, demux, open_input, source_info
+from .video_io import DecodedFrame, VideoError, VideoWriter, demux, open_input, peek_rotation, source_info
 
 _QUEUE_FRAMES = 8  # enough to ride out a slow I-frame decode or encoder lookahead burst; ~25 MB at 1080p
 _END = object()
@@ -111,7 +111,7 @@ def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrit
     try:
         total = source_info(container).frames
         with VideoWriter(tmp, container, codec=encode.codec, crf=encode.crf, preset=encode.preset,
-                         pix_fmt=encode.pix_fmt, format_from=dst) as writer:
+                         pix_fmt=encode.pix_fmt, format_from=dst, rotation=peek_rotation(src)) as writer:
             stream = DeblurStream(backend, reset_on_cut=reset_on_cut, reset_every=reset_every)
             _run_stages(demux(container, src), stream, writer, stats, total, progress)
             stats.state_starts = stream.state_starts
@@ -157,7 +157,7 @@ def _run_stages(items: Iterator[DecodedFrame | av.Packet], stream: DeblurStream,
                 writer.copy_packet(item)
             else:
                 frame, rgb = item
-                writer.write_frame(rgb, frame.pts, frame.time_base, frame.rotation)
+                writer.write_frame(rgb, frame.pts, frame.time_base)
             stats.stage_s["encode"] += time.perf_counter() - t
 
     workers = [threading.Thread(target=guarded(decode), name="vdeblur-decode", daemon=True),

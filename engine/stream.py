@@ -69,13 +69,15 @@ class DeblurStream:
             if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
                 raise ValueError(f"numpy frames must be (H, W, 3) uint8 RGB; got {frame.shape} {frame.dtype}")
             t = torch.from_numpy(frame).to(self.backend.device, non_blocking=True)
-            return t.permute(2, 0, 1)[None].float().div_(255)
+            # contiguous NCHW: a permuted (channels-last) view makes oneDNN pick other conv kernels
+            # whose last-bit differences would make the output depend on how the frame was stored.
+            return t.permute(2, 0, 1)[None].float().div_(255).contiguous()
         if frame.dim() == 3:
             frame = frame[None]
         if frame.dim() != 4 or frame.shape[:2] != (1, 3) or not frame.is_floating_point():
             raise ValueError(f"tensor frames must be (3, H, W) or (1, 3, H, W) float in [0, 1]; got "
                              f"{tuple(frame.shape)} {frame.dtype}")
-        return frame.to(self.backend.device, torch.float32)
+        return frame.to(self.backend.device, torch.float32).contiguous()
 
 
 def _as_uint8(frame: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -39,7 +39,6 @@ class DecodedFrame:
     rgb: np.ndarray  # (H, W, 3) uint8
     pts: int | None
     time_base: Fraction
-    rotation: int
     index: int
 
 
@@ -61,6 +60,14 @@ def open_input(path: str | Path) -> av.container.InputContainer:
         container.close()
         raise VideoError(f"input {path} has no video stream (it has: {kinds})")
     return container
+
+
+def peek_rotation(path: str | Path) -> int:
+    """Display rotation of the first frame (PyAV exposes it on frames, not on the stream)."""
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            return int(getattr(frame, "rotation", 0) or 0)
+    return 0
 
 
 def source_info(container: av.container.InputContainer) -> SourceInfo:
@@ -85,8 +92,7 @@ def demux(container: av.container.InputContainer, path: str | Path) -> Iterator[
                     yield packet
                 continue
             for frame in packet.decode():
-                yield DecodedFrame(_to_rgb(frame), frame.pts, frame.time_base or video.time_base,
-                                   int(getattr(frame, "rotation", 0) or 0), index)
+                yield DecodedFrame(_to_rgb(frame), frame.pts, frame.time_base or video.time_base, index)
                 index += 1
     except av.error.FFmpegError as e:
         raise VideoError(f"input {path} could not be decoded after {index} frames ({e.strerror or e})") from None
@@ -117,7 +123,7 @@ class VideoWriter:
 
     def __init__(self, path: str | Path, source: av.container.InputContainer, *, codec: str = "libx264",
                  crf: int | None = 18, preset: str | None = "medium", pix_fmt: str | None = None,
-                 format_from: str | Path | None = None) -> None:
+                 format_from: str | Path | None = None, rotation: int = 0) -> None:
         self.path = Path(path)
         src = source.streams.video[0]
         try:
@@ -142,7 +148,10 @@ class VideoWriter:
         self.video.width, self.video.height = cc.width, cc.height
         self.video.pix_fmt = pix_fmt or _output_pix_fmt(cc.pix_fmt or "yuv420p", self.video.codec_context.codec,
                                                          odd=bool(cc.width % 2 or cc.height % 2))
-        self.video.time_base = src.time_base  # keep source pts exactly (VFR included)
+        # Both time bases: with only the stream's set, libx264 encodes in 1/rate and regenerates
+        # evenly spaced timestamps, losing variable frame rate.
+        self.video.time_base = src.time_base
+        self.video.codec_context.time_base = src.time_base
         for attr in ("color_range", "colorspace", "color_primaries", "color_trc"):
             setattr(self.video.codec_context, attr, getattr(cc, attr))
         self.full_range = _is_full_range(cc, cc.pix_fmt or "")
@@ -152,13 +161,13 @@ class VideoWriter:
                 out = self.container.add_stream_from_template(stream)
                 out.time_base = stream.time_base  # PyAV #1953: not copied by the template
                 self.copies[stream.index] = out
-        self._rotation_set = False
+        if rotation:
+            # Before anything is muxed: the first copied audio packet writes the header, and a
+            # display matrix set after that is lost.
+            self.video.set_display_rotation(rotation)
         self._reformat = VideoReformatter()
 
-    def write_frame(self, rgb: np.ndarray, pts: int | None, time_base: Fraction, rotation: int = 0) -> None:
-        if rotation and not self._rotation_set:
-            self.video.set_display_rotation(rotation)
-        self._rotation_set = True
+    def write_frame(self, rgb: np.ndarray, pts: int | None, time_base: Fraction) -> None:
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         frame = self._reformat.reformat(frame, format=self.video.pix_fmt,
                                    dst_colorspace=self.video.codec_context.colorspace or None,

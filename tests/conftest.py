@@ -15,3 +15,51 @@ def photo() -> np.ndarray:
     from skimage import data
 
     return data.astronaut()
+
+
+def make_clip(path, *, width: int = 96, height: int = 64, frames: int = 12, audio: bool = True, rate: int = 24,
+              vfr: bool = False, rotation: int = 0, codec: str = "libx264", pix_fmt: str = "yuv420p") -> None:
+    """Write a small test clip with PyAV: random frames (VFR: intervals of 1, 2, 3 frames), optional AAC tone."""
+    import fractions
+
+    import av
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as c:
+        v = c.add_stream(codec, rate=rate)
+        v.width, v.height, v.pix_fmt = width, height, pix_fmt
+        # Milliseconds on both stream and encoder: with only the stream's set, libx264 would
+        # regenerate 1/rate timestamps (and VFR would not be VFR).
+        v.time_base = v.codec_context.time_base = fractions.Fraction(1, 1000)
+        if rotation:
+            v.set_display_rotation(rotation)
+        a = c.add_stream("aac", rate=48000, layout="mono") if audio else None
+        pts = 0
+        for i in range(frames):
+            img = (rng.random((height, width, 3)) * 255).astype(np.uint8)
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts, f.time_base = pts, v.time_base
+            pts += (1000 // rate) * (1 + (i % 3 if vfr else 0))
+            c.mux(v.encode(f))
+        c.mux(v.encode(None))
+        if a is not None:
+            n = 48000 * frames // rate
+            tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 48000)).astype(np.float32)[None]
+            for k in range(0, n, 1024):
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, k:k + 1024]), format="fltp", layout="mono")
+                af.sample_rate, af.pts = 48000, k
+                c.mux(a.encode(af))
+            c.mux(a.encode(None))
+
+
+@pytest.fixture(scope="session")
+def fast_checkpoint(tmp_path_factory):
+    """A vdeblur_fast checkpoint whose zero head is randomised, so output != input and state matters."""
+    from vdeblur.train.checkpoint import save_checkpoint
+    from vdeblur.train.registry import build_model
+
+    torch.manual_seed(1)
+    model = build_model("vdeblur_fast")
+    with torch.no_grad():
+        model.head[0].weight.normal_(0, 0.02)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "fast.safetensors", model)
