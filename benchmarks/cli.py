@@ -1,0 +1,254 @@
+"""``vdeblur-bench``: latency, quality and pipeline stages per model, backend and resolution.
+
+Writes ``bench.json`` (machine, command, every figure), ``bench.md`` (tables) and PNG plots into
+``--out``. Errors are raised where the fact is known and printed here as one line (exit code 1);
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+
+from vdeblur.train.archs.base import DeblurModel
+
+from .baselines import baseline_filters
+from .latency import BACKENDS, LatencyConfig, measure_latency
+from .quality import Clip, QualityConfig, baseline_method, evaluate, load_clips, model_method
+from .report import BenchReport, new_report, write_plots, write_report
+from .stages import StagesConfig, measure_stages
+
+PARTS = ("latency", "quality", "stages")
+RESOLUTIONS = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
+_EXPECTED = (ValueError, KeyError, RuntimeError, OSError)
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    models: tuple[str, ...]
+    backends: tuple[str, ...]
+    resolutions: tuple[tuple[int, int], ...]  # (width, height)
+    parts: tuple[str, ...]
+    latency: LatencyConfig
+    quality: QualityConfig
+    stages: StagesConfig
+    baselines: bool = True
+    threads: int | None = None  # CPU threads for torch and ONNX Runtime; None: their defaults (all cores)
+
+
+PRESETS = {
+    "full": BenchSettings(models=("vdeblur_fast",), backends=BACKENDS,
+                          resolutions=(RESOLUTIONS["360p"], RESOLUTIONS["720p"], RESOLUTIONS["1080p"]), parts=PARTS,
+                          latency=LatencyConfig(), quality=QualityConfig(), stages=StagesConfig()),
+    # Under 2 minutes on 2 shared CPU cores: the fast model, the two CPU backends, two sizes, small clips.
+    "quick": BenchSettings(models=("vdeblur_fast",), backends=("torch-fp32", "onnxruntime"),
+                           resolutions=(RESOLUTIONS["360p"], RESOLUTIONS["720p"]), parts=PARTS,
+                           latency=LatencyConfig(frames=10, warmup=2, repeats=3),
+                           quality=QualityConfig(clips=3, frames=6, height=192, width=256),
+                           stages=StagesConfig(frames=12)),
+}
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """``360p``/``720p``/``1080p`` or ``WxH`` -> (width, height)."""
+    text = text.strip().lower()
+    if text in RESOLUTIONS:
+        return RESOLUTIONS[text]
+    match = re.fullmatch(r"(\d+)x(\d+)", text)
+    if not match or min(int(match[1]), int(match[2])) < 1:
+        raise ValueError(f"resolution {text!r} is not one of {', '.join(RESOLUTIONS)} or WxH (e.g. 1280x720)")
+    return int(match[1]), int(match[2])
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _choose(text: str, allowed: tuple[str, ...] | list[str], what: str) -> tuple[str, ...]:
+    chosen = tuple(allowed) if text.strip() == "all" else tuple(_split(text))
+    unknown = [c for c in chosen if c not in allowed]
+    if unknown or not chosen:
+        raise ValueError(f"{what} {unknown or text!r} not known; allowed: {', '.join(allowed)} or 'all'")
+    return chosen
+
+
+def parse_checkpoints(specs: tuple[str, ...]) -> dict[str, Path]:
+    """``NAME=PATH`` options -> {model name: checkpoint path}."""
+    result = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--checkpoint {spec!r} is not NAME=PATH (e.g. vdeblur_fast=runs/best.safetensors)")
+        result[name.strip()] = Path(path.strip())
+    return result
+
+
+def resolve_model(name: str, checkpoints: dict[str, Path]) -> tuple[DeblurModel, str]:
+    """The model to benchmark and a description of its weights: the given checkpoint, the bundled
+    one for the default model, or random weights (say so: their quality figures mean nothing)."""
+    import vdeblur
+    from vdeblur.train.checkpoint import load_checkpoint
+    from vdeblur.train.registry import build_model
+
+    path = checkpoints.get(name)
+    if path is None and name == "vdeblur_fast" and vdeblur.bundled_model_path().is_file():
+        path = vdeblur.bundled_model_path()
+    if path is None:
+        return build_model(name).eval(), "random (untrained)"
+    model, info = load_checkpoint(path)
+    if info.model != name:
+        raise ValueError(f"--checkpoint {name}={path} holds a {info.model!r} model, not {name!r}")
+    return model, str(path)
+
+
+def settings_from_options(quick: bool, models: str | None, backends: str | None, resolutions: str | None,
+                          parts: str | None, gopro: Path | None, frames: int | None, repeats: int | None,
+                          clips: int | None, clip_size: str | None, baselines: bool,
+                          threads: int | None = None) -> BenchSettings:
+    """The preset (``--quick`` or full) with every option the user gave applied on top."""
+    from vdeblur.train.registry import list_models
+
+    s = PRESETS["quick" if quick else "full"]
+    if models is not None:
+        s = dataclasses.replace(s, models=_choose(models, list_models(), "model(s)"))
+    if backends is not None:
+        s = dataclasses.replace(s, backends=_choose(backends, BACKENDS, "backend(s)"))
+    if resolutions is not None:
+        s = dataclasses.replace(s, resolutions=tuple(parse_resolution(r) for r in _split(resolutions)))
+    if parts is not None:
+        s = dataclasses.replace(s, parts=_choose(parts, PARTS, "part(s)"))
+    if frames is not None or repeats is not None:
+        lat = dataclasses.replace(s.latency, frames=frames or s.latency.frames, repeats=repeats or s.latency.repeats)
+        s = dataclasses.replace(s, latency=lat, stages=dataclasses.replace(s.stages, frames=frames or s.stages.frames))
+    quality = s.quality
+    if clips is not None:
+        quality = dataclasses.replace(quality, clips=clips)
+    if clip_size is not None:
+        width, height = parse_resolution(clip_size)
+        quality = dataclasses.replace(quality, width=width, height=height)
+    if gopro is not None:
+        quality = dataclasses.replace(quality, gopro=gopro)
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1; got {threads}")
+    return dataclasses.replace(s, quality=quality, baselines=baselines, threads=threads)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--quick", is_flag=True, help="Small preset for a CPU check (vdeblur_fast, torch + ONNX Runtime, 360p/720p).")
+@click.option("--models", help="Comma-separated registered models, or 'all' (default: vdeblur_fast).")
+@click.option("--backends", help=f"Comma-separated, or 'all': {', '.join(BACKENDS)}.")
+@click.option("--resolutions", help="Comma-separated 360p, 720p, 1080p or WxH (default 360p,720p,1080p).")
+@click.option("--parts", help=f"What to run, comma-separated: {', '.join(PARTS)} (default all).")
+@click.option("--gopro", type=click.Path(path_type=Path), help="GoPro-layout folder for quality (uses its test/ split).")
+@click.option("--checkpoint", "checkpoints", multiple=True, metavar="NAME=PATH",
+              help="Weights for a model (repeatable). Default: the bundled checkpoint for vdeblur_fast if shipped, "
+                   "random weights otherwise.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True)
+@click.option("--frames", type=int, help="Timed frames per repeat (latency) and frames of the stage video.")
+@click.option("--repeats", type=int, help="Latency repeats; the median over them is reported.")
+@click.option("--clips", type=int, help="Synthetic quality clips.")
+@click.option("--clip-size", help="Synthetic quality clip size, WxH.")
+@click.option("--baselines/--no-baselines", default=True, show_default=True, help="Classical baselines in the quality table.")
+@click.option("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: all cores). On a CPU shared "
+              "with other processes, 1 avoids threads waiting on each other's time slices.")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+def bench(quick: bool, models: str | None, backends: str | None, resolutions: str | None, parts: str | None,
+          gopro: Path | None, checkpoints: tuple[str, ...], out: Path, frames: int | None, repeats: int | None,
+          clips: int | None, clip_size: str | None, baselines: bool, threads: int | None, debug: bool) -> None:
+    """Benchmark models and backends; write JSON, Markdown and plots to --out."""
+    try:
+        settings = settings_from_options(quick, models, backends, resolutions, parts, gopro, frames, repeats, clips,
+                                         clip_size, baselines, threads)
+        with tempfile.TemporaryDirectory(prefix="vdeblur-bench-") as workdir:
+            run_benchmarks(settings, parse_checkpoints(checkpoints), out, Path(workdir), echo=click.echo)
+    except _EXPECTED as e:
+        if debug:
+            raise
+        raise click.ClickException(str(e)) from None
+
+
+def run_benchmarks(settings: BenchSettings, checkpoints: dict[str, Path], out: Path, workdir: Path,
+                   echo: Callable[[str], None] = print, argv: list[str] | None = None) -> BenchReport:
+    """Every part in ``settings``, one model at a time (so only one model's weights are in memory)."""
+    unknown = sorted(set(checkpoints) - set(settings.models))
+    if unknown:
+        raise ValueError(f"--checkpoint for {unknown}, which are not among --models {list(settings.models)}")
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)  # before new_report, which records the thread count
+    report = new_report(_settings_dict(settings), argv)
+    clips, data = load_clips(settings.quality) if "quality" in settings.parts else ([], "")
+    if clips and settings.baselines:
+        for name, frame_filter in baseline_filters().items():
+            report.quality.append(evaluate(name, "baseline", "-", baseline_method(frame_filter), clips, data))
+            echo(f"quality  {name:24s} PSNR {report.quality[-1].psnr:6.2f} dB")
+    untrained = []
+    for name in settings.models:
+        model, weights = resolve_model(name, checkpoints)
+        if weights.startswith("random"):
+            untrained.append(name)
+        _bench_model(model, weights, settings, clips, data, report, workdir, echo)
+        del model
+    if untrained:
+        report.notes.append(f"Untrained (random weights): {', '.join(untrained)}. Their PSNR/SSIM only check the "
+                            "harness; rerun with --checkpoint NAME=PATH once trained weights exist.")
+    load = os.getloadavg()[0]
+    # This run alone keeps about torch's thread count busy; more than that (plus slack) is someone else.
+    if load > torch.get_num_threads() + 0.5:
+        report.notes.append(f"Other processes were running (load average {load:.1f} on {os.cpu_count()} cores, this "
+                            f"run used {torch.get_num_threads()} thread(s)): timings are slower than on an idle machine.")
+    report.settings["load_average_at_end"] = list(os.getloadavg())
+    for path in write_report(report, out):
+        echo(f"wrote {path}")
+    try:
+        for path in write_plots(report, out):
+            echo(f"wrote {path}")
+    except ImportError as e:
+        echo(f"no plots: {e}")
+    return report
+
+
+def _bench_model(model: DeblurModel, weights: str, settings: BenchSettings, clips: list[Clip], data: str,
+                 report: BenchReport, workdir: Path, echo: Callable[[str], None]) -> None:
+    name = model.model_name
+    if "latency" in settings.parts:
+        for width, height in settings.resolutions:
+            for backend in settings.backends:
+                r = measure_latency(model, backend, width, height, settings.latency, workdir, settings.threads)
+                report.latency.append(r)
+                echo(f"latency  {name:24s} {backend:15s} {width}x{height}: " +
+                     (f"p50 {r.p50_ms:8.1f} ms, {r.fps:7.2f} frames/s" if r.status == "ok" else f"skipped ({r.reason})"))
+    if clips:
+        report.quality.append(evaluate(name, "model", weights, model_method(model), clips, data))
+        echo(f"quality  {name:24s} PSNR {report.quality[-1].psnr:6.2f} dB ({weights})")
+    if "stages" in settings.parts:
+        width, height = settings.resolutions[0]
+        for backend in settings.backends:
+            stage = measure_stages(model, backend, width, height, settings.stages, workdir, settings.threads)
+            if stage is not None:
+                report.stages.append(stage)
+                echo(f"stages   {name:24s} {backend:15s} {width}x{height}: end-to-end / inference {stage.ratio:.2f}x")
+
+
+def _settings_dict(settings: BenchSettings) -> dict[str, Any]:
+    as_dict = dataclasses.asdict(settings)
+    as_dict["resolutions"] = [f"{w}x{h}" for w, h in settings.resolutions]
+    as_dict["quality"]["gopro"] = str(settings.quality.gopro) if settings.quality.gopro else None
+    return as_dict
+
+
+def main(argv: list[str] | None = None) -> None:
+    bench.main(args=argv if argv is not None else sys.argv[1:], prog_name="vdeblur-bench")
+
+
+if __name__ == "__main__":
+    main()

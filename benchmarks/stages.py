@@ -1,0 +1,144 @@
+"""Where a frame's time goes in the full pipeline: decode, host->device, inference, device->host, encode.
+
+A short test video (a synthesised shaken clip, encoded once with the engine's writer) is run twice:
+
+1. *Stages one after another*: the engine's decoder, then the copy to the device, one stream step
+   (edge channel, padding, model, crop), the copy back and the engine's encoder, each timed on its
+   own (CUDA synchronised before every clock read). Each stage's total over the video divided by
+   the frame count is reported (a mean, not a median: x264 buffers frames and encodes them in
+   bursts and at the final flush, so per-frame encode times are meaningless one by one).
+2. *End to end*: the engine's ``deblur_video`` on the same file, wall time per frame, whatever
+   overlap of stages its threads achieve.
+
+The ratio end-to-end / inference-only says how much the pipeline costs on top of the model: near 1
+means decode/encode hide behind inference; well above 1 means I/O, not the network, is the limit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import torch
+
+from vdeblur.engine.backends.base import Backend
+from vdeblur.engine.pipeline import EncodeOptions, deblur_video
+from vdeblur.engine.stream import DeblurStream
+from vdeblur.engine.video_io import VideoWriter, demux, open_input, source_info
+from vdeblur.train.archs.base import DeblurModel
+
+from .latency import BackendUnavailable, open_backend
+from .quality import HELD_OUT_SEED
+
+STAGES = ("decode", "host_to_device", "inference", "device_to_host", "encode")
+
+
+@dataclass(frozen=True)
+class StagesConfig:
+    frames: int = 30  # frames of the test video
+
+    def __post_init__(self) -> None:
+        if self.frames < 2:
+            raise ValueError(f"the stage benchmark needs a video of at least 2 frames; got {self.frames}")
+
+
+@dataclass(frozen=True)
+class StageResult:
+    model: str
+    backend: str
+    width: int
+    height: int
+    frames: int
+    stage_ms: dict[str, float]  # mean per frame of each of STAGES
+    inference_ms: float  # == stage_ms["inference"]
+    end_to_end_ms: float  # deblur_video wall time / frames
+    ratio: float  # end_to_end_ms / inference_ms
+
+
+def make_test_video(path: Path, width: int, height: int, frames: int) -> Path:
+    """A shaken clip of a bundled photo, encoded once (libx264, CRF 18): the engine's defaults."""
+    from vdeblur.train.synth import render_shake_clip
+    from vdeblur.train.synth.sources import skimage_photos
+
+    photo = skimage_photos().read(0)
+    if photo.shape[0] < height or photo.shape[1] < width:  # the photos are ~512 px; 720p/1080p need upscaling
+        scale = max(height / photo.shape[0], width / photo.shape[1])
+        photo = cv2.resize(photo, (round(photo.shape[1] * scale) + 1, round(photo.shape[0] * scale) + 1),
+                           interpolation=cv2.INTER_CUBIC)
+    blurred, _ = render_shake_clip(photo, frames=frames, height=height, width=width, seed=HELD_OUT_SEED)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=30, options={"crf": "18"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for rgb in blurred:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+def measure_stages(model: DeblurModel, backend: str, width: int, height: int, config: StagesConfig, workdir: Path,
+                   threads: int | None = None) -> StageResult | None:
+    """Both passes over a ``width`` x ``height`` test video; None when the backend is unavailable here
+    (the latency table already says why)."""
+    try:
+        runner = open_backend(backend, model, workdir, (height, width), threads)
+    except BackendUnavailable:
+        return None
+    video = workdir / f"stages-{width}x{height}-{config.frames}.mp4"
+    if not video.is_file():
+        make_test_video(video, width, height, config.frames)
+    totals = _sequential_pass(runner, video, workdir / "stages-sequential.mp4")
+    frames = totals.pop("frames")
+    stage_ms = {name: 1000 * totals[name] / frames for name in STAGES}
+    stats = deblur_video(video, workdir / "stages-pipeline.mp4", runner, overwrite=True)
+    end_to_end = 1000 * stats.wall_s / stats.frames
+    return StageResult(model.model_name, backend, width, height, frames, stage_ms, stage_ms["inference"], end_to_end,
+                       end_to_end / stage_ms["inference"])
+
+
+def _sequential_pass(runner: Backend, video: Path, out: Path) -> dict[str, float]:
+    """Seconds spent in each stage over the whole video, the stages run one after another."""
+    sync = (lambda: torch.cuda.synchronize(runner.device)) if runner.device.type == "cuda" else (lambda: None)
+    totals = dict.fromkeys(STAGES, 0.0)
+    container = open_input(video)
+    try:
+        options = EncodeOptions()
+        with VideoWriter(out, container, codec=options.codec, crf=options.crf, preset=options.preset) as writer:
+            stream = DeblurStream(runner)
+            _warm_up(runner, container)
+            items = demux(container, video)
+            frames = 0
+            while True:
+                t0 = time.perf_counter()
+                item = next(items, None)
+                t1 = time.perf_counter()
+                totals["decode"] += t1 - t0
+                if item is None:
+                    break
+                x = torch.from_numpy(item.rgb).to(runner.device).permute(2, 0, 1).float().div_(255)  # (3, H, W)
+                sync()
+                t2 = time.perf_counter()
+                y = stream.push(x)  # edge channel, padding, one backend step, crop; state carried
+                sync()
+                t3 = time.perf_counter()
+                rgb = (y.permute(1, 2, 0) * 255 + 0.5).to(torch.uint8).cpu().numpy()  # (H, W, 3)
+                t4 = time.perf_counter()
+                writer.write_frame(rgb, item.pts, item.time_base)  # the test video has no rotation
+                t5 = time.perf_counter()
+                for name, seconds in zip(STAGES[1:], (t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                    totals[name] += seconds
+                frames += 1
+            t6 = time.perf_counter()
+        totals["encode"] += time.perf_counter() - t6  # the flush: x264 holds its lookahead frames until here
+    finally:
+        container.close()
+    return {**totals, "frames": frames}
+
+
+def _warm_up(runner: Backend, container: av.container.InputContainer) -> None:
+    """One untimed step at the video's size (allocator, algorithm choice), on a stream of its own."""
+    info = source_info(container)
+    DeblurStream(runner).push(np.zeros((info.height, info.width, 3), np.uint8))

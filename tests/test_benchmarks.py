@@ -1,0 +1,187 @@
+"""vdeblur-bench: the quick path runs end to end, baselines do what they claim, reports are valid."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from vdeblur.benchmarks import cli, report
+from vdeblur.benchmarks.baselines import (BaselineConfig, baseline_filters, estimate_motion_kernel,
+                                          gaussian_blur_covariance, line_kernel, richardson_lucy, wiener)
+from vdeblur.benchmarks.quality import Clip, baseline_method, evaluate, mean_frame_difference
+from vdeblur.train.metrics import psnr_ssim_uint8
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    def t(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255
+
+    return psnr_ssim_uint8(t(a), t(b))[0]
+
+
+def _motion_blur(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    blurred = cv2.filter2D(image.astype(np.float32), -1, kernel.astype(np.float32), borderType=cv2.BORDER_REFLECT)
+    return np.clip(np.round(blurred), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def blurred_photo(photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    sharp = photo[128:384, 128:384].copy()  # 256x256 keeps the deconvolutions fast
+    return _motion_blur(sharp, line_kernel(9, 30)), sharp
+
+
+def test_kernel_estimate_recovers_a_known_straight_motion(photo: np.ndarray) -> None:
+    for length, angle in ((9, 30), (15, 120)):
+        est = estimate_motion_kernel(_motion_blur(photo, line_kernel(length, angle)))
+        assert abs(est.length - length) <= 1.5
+        assert min(abs(est.angle_deg - angle), 180 - abs(est.angle_deg - angle)) <= 4
+
+
+def test_kernel_estimate_finds_no_blur_in_a_sharp_photo(photo: np.ndarray) -> None:
+    assert estimate_motion_kernel(photo).length == 1.0
+
+
+def test_deconvolution_baselines_improve_psnr_on_a_known_kernel_blur(blurred_photo) -> None:
+    blurred, sharp = blurred_photo
+    before = _psnr(blurred, sharp)
+    for name in ("wiener", "richardson_lucy"):
+        after = _psnr(baseline_filters()[name](blurred), sharp)
+        assert after > before + 1.0, f"{name}: {before:.2f} -> {after:.2f} dB"
+    # With the true kernel handed in, both must do at least as well as the input does.
+    true_kernel = line_kernel(9, 30)
+    assert _psnr(wiener(blurred, kernel=true_kernel), sharp) > before
+    assert _psnr(richardson_lucy(blurred, kernel=true_kernel), sharp) > before
+
+
+def test_gaussian_fallback_estimates_an_isotropic_blur(photo: np.ndarray) -> None:
+    blurred = cv2.GaussianBlur(photo, (0, 0), sigmaX=2.0, borderType=cv2.BORDER_REFLECT)
+    assert estimate_motion_kernel(blurred).length == 1.0  # no straight-line dip: the fallback must act
+    sigmas = np.sqrt(np.linalg.eigvalsh(gaussian_blur_covariance(blurred)))
+    assert 1.0 < sigmas.min() <= sigmas.max() < 3.0 and sigmas.max() / sigmas.min() < 1.5
+    assert _psnr(baseline_filters()["wiener"](blurred), photo) > _psnr(blurred, photo)
+
+
+def test_deconvolution_leaves_a_sharp_frame_alone(photo: np.ndarray) -> None:
+    np.testing.assert_array_equal(wiener(photo), photo)
+
+
+def test_input_baseline_is_the_identity_and_unsharp_changes_edges(blurred_photo) -> None:
+    blurred, sharp = blurred_photo
+    filters = baseline_filters(BaselineConfig())
+    np.testing.assert_array_equal(filters["input"](blurred), blurred)
+    sharpened = filters["unsharp"](blurred)
+    assert abs(_psnr(sharpened, sharp) - _psnr(blurred, sharp)) < 3  # a mild filter, not a broken range
+    assert np.abs(cv2.Laplacian(sharpened, cv2.CV_32F)).mean() > np.abs(cv2.Laplacian(blurred, cv2.CV_32F)).mean()
+
+
+def test_baselines_refuse_wrong_frames() -> None:
+    with pytest.raises(ValueError, match=r"uint8 RGB"):
+        baseline_filters()["wiener"](np.zeros((8, 8), np.float32))
+
+
+def test_flicker_figure_and_quality_of_the_identity(blurred_photo) -> None:
+    blurred, sharp = blurred_photo
+    clip = Clip("c", np.stack([blurred, blurred, np.roll(blurred, 2, axis=1)]), np.stack([sharp] * 3))
+    result = evaluate("input", "baseline", "-", baseline_method(baseline_filters()["input"]), [clip], "test")
+    assert result.psnr == pytest.approx(np.mean([_psnr(f, sharp) for f in clip.blurred]), abs=1e-6)  # per-frame mean
+    assert result.flicker_sharp == 0.0
+    assert result.flicker == pytest.approx(mean_frame_difference(clip.blurred))
+    assert result.flicker > 0 and result.frames == 3
+
+
+def test_resolutions_and_checkpoint_specs_parse_or_name_what_is_allowed() -> None:
+    assert cli.parse_resolution("720p") == (1280, 720)
+    assert cli.parse_resolution("96x64") == (96, 64)
+    with pytest.raises(ValueError, match="360p, 720p, 1080p or WxH"):
+        cli.parse_resolution("4k")
+    with pytest.raises(ValueError, match="NAME=PATH"):
+        cli.parse_checkpoints(("runs/best.safetensors",))
+    with pytest.raises(ValueError, match="allowed: torch-fp32"):
+        cli.settings_from_options(True, None, "tensorflow", None, None, None, None, None, None, None, True)
+
+
+def test_pareto_front_keeps_only_undominated_points() -> None:
+    points = [(10.0, 20.0), (5.0, 25.0), (8.0, 19.0), (1.0, 24.0), (20.0, 18.0)]
+    assert report.pareto_front(points) == [(20.0, 18.0), (10.0, 20.0), (5.0, 25.0)]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[report.BenchReport, object]:
+    """The --quick path on tiny sizes: every part, both CPU backends plus the GPU-only ones (skipped)."""
+    out = tmp_path_factory.mktemp("bench")
+    # One thread: on a CPU shared with other processes, two OpenMP threads wait on each other's time slices.
+    settings = cli.settings_from_options(True, "vdeblur_fast", "torch-fp32,onnxruntime,torch-fp16,tensorrt-fp16",
+                                         "64x48", None, None, 2, 1, 1, "48x32", True, threads=1)
+    threads = torch.get_num_threads()
+    try:
+        result = cli.run_benchmarks(settings, {}, out, tmp_path_factory.mktemp("work"), echo=lambda _: None,
+                                    argv=["--quick"])
+    finally:
+        torch.set_num_threads(threads)  # run_benchmarks sets it for the process; later tests expect the default
+    return result, out
+
+
+def test_quick_run_writes_json_with_every_field(quick_run) -> None:
+    result, out = quick_run
+    data = json.loads((out / "bench.json").read_text())
+    assert data["command"] == "vdeblur-bench --quick"
+    for key in ("cpu", "logical_cores", "gpu", "gpu_driver", "libraries", "load_average_at_start"):
+        assert key in data["machine"]
+    rows = {(r["backend"], r["status"]) for r in data["latency"]}
+    assert {("torch-fp32", "ok"), ("onnxruntime", "ok")} <= rows
+    if not torch.cuda.is_available():
+        assert ("torch-fp16", "skipped") in rows
+    for row in data["latency"]:
+        assert row["width"] == 64 and row["height"] == 48
+        if row["status"] == "ok":
+            assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] and row["fps"] > 0
+            assert row["peak_rss_mib"] > 0 and row["params"] > 0 and row["gflops"] > 0
+        else:
+            assert row["reason"]
+    methods = {r["method"] for r in data["quality"]}
+    assert methods == {"input", "unsharp", "wiener", "richardson_lucy", "vdeblur_fast"}
+    assert all(r["psnr"] > 0 and 0 < r["ssim"] <= 1 and r["flicker_sharp"] >= 0 for r in data["quality"])
+    assert any("Untrained" in note for note in data["notes"])
+    for stage in data["stages"]:
+        assert set(stage["stage_ms"]) == {"decode", "host_to_device", "inference", "device_to_host", "encode"}
+        assert stage["end_to_end_ms"] > 0 and stage["ratio"] > 0
+
+
+def test_quick_run_markdown_has_a_table_per_part(quick_run) -> None:
+    result, out = quick_run
+    text = (out / "bench.md").read_text()
+    assert "Command: `vdeblur-bench --quick`" in text
+    for heading in ("## Latency", "## Quality", "## Pipeline stages"):
+        assert heading in text
+    table = [line for line in text.splitlines() if line.startswith("| `vdeblur_fast` | onnxruntime")]
+    header = next(line for line in text.splitlines() if line.startswith("| model | backend | resolution | p50"))
+    assert table and table[0].count("|") == header.count("|")
+
+
+def test_plots_are_drawn_with_matplotlib(quick_run, tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    result, _ = quick_run
+    paths = report.write_plots(result, tmp_path)
+    assert {p.name for p in paths} == {"latency_vs_resolution.png", "quality_vs_speed.png"}
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_without_matplotlib_say_how_to_install_it(quick_run, tmp_path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    with pytest.raises(ImportError, match=r'pip install "vdeblur\[bench\]"'):
+        report.write_plots(quick_run[0], tmp_path)
+
+
+def test_cli_turns_a_bad_option_into_one_line(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(cli.bench, ["--resolutions", "4k", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "resolution '4k' is not one of 360p, 720p, 1080p or WxH" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "bench.json").exists()
