@@ -49,14 +49,20 @@ def cli() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--reset-on-cut", is_flag=True, help="Reset the recurrent state at scene cuts.")
 @click.option("--state-reset-every", type=click.IntRange(min=0), default=0, help="Reset the state every N frames (0 = never).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for inference [default: torch's]; leave a core to decode/encode on small machines.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def run_cmd(paths: tuple[Path, ...], model: str | None, backend: str, device: str, fp16: bool, codec: str, crf: int,
             preset: str, pix_fmt: str | None, overwrite: bool, reset_on_cut: bool, state_reset_every: int,
-            quiet: bool, debug: bool) -> None:
+            threads: int | None, quiet: bool, debug: bool) -> None:
     """Deblur INPUT into OUTPUT, or several inputs into an output folder."""
     def work() -> None:
         jobs = plan_jobs(paths)
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
         from .backends import load_backend
 
         engine = load_backend(model, backend, device, fp16)
