@@ -185,3 +185,17 @@ def test_cli_turns_a_bad_option_into_one_line(tmp_path) -> None:
     assert result.exit_code == 1
     assert "resolution '4k' is not one of 360p, 720p, 1080p or WxH" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "bench.json").exists()
+
+
+def test_before_after_picture_has_one_row_per_sequence(tmp_path, fast_checkpoint) -> None:
+    from vdeblur.benchmarks.before_after import main as before_after
+    from vdeblur.train.data import SyntheticDataset
+    from vdeblur.train.synth.render_dataset import render_folder
+    from vdeblur.train.synth.sources import open_source
+
+    render_folder(SyntheticDataset([open_source("skimage")], length=2, frames=3, height=64, width=96, seed=1),
+                  tmp_path / "shake", "test")
+    out = tmp_path / "ba.png"
+    before_after(["--model", str(fast_checkpoint), "--gopro", str(tmp_path / "shake"), "--out", str(out),
+                  "--rows", "2", "--frames", "3", "--crop", "48"])
+    assert cv2.imread(str(out)).shape == (2 * 48, 3 * 48, 3)
