@@ -108,6 +108,7 @@ def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrit
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=f".part{dst.suffix}", dir=dst.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    _plain_permissions(tmp)
     try:
         total = source_info(container).frames
         with VideoWriter(tmp, container, codec=encode.codec, crf=encode.crf, preset=encode.preset,
@@ -123,6 +124,13 @@ def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrit
         container.close()
     stats.wall_s = time.perf_counter() - started
     return stats
+
+
+def _plain_permissions(path: Path) -> None:
+    """mkstemp makes 0600 files; the finished video should get the mode any new file would (umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _run_stages(items: Iterator[DecodedFrame | av.Packet], stream: DeblurStream, writer: VideoWriter,

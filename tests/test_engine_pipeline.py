@@ -43,6 +43,7 @@ def test_round_trip_keeps_frames_timestamps_rate_and_audio_bytes(tmp_path: Path,
     assert abs(float(b["rate"]) / float(a["rate"]) - 1) < 2e-3
     assert b["types"] == ["audio", "video"] and b["audio"] == a["audio"] and len(a["audio"]) > 10
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]  # no temp file left
+    assert dst.stat().st_mode & 0o777 == src.stat().st_mode & 0o777  # not mkstemp's private 0600
 
 
 def test_variable_frame_rate_timestamps_survive(tmp_path: Path, backend) -> None:
