@@ -13,18 +13,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
-
 from vdeblur.engine.backends import load_backend
 from vdeblur.engine.stream import DeblurStream
 from vdeblur.train.data import scan_gopro
+from vdeblur.train.frames import from_uint8
 from vdeblur.train.metrics import psnr_ssim_uint8
 from vdeblur.train.synth.sources import read_rgb
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    t = lambda x: torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255  # noqa: E731
-    return psnr_ssim_uint8(t(a), t(b))[0]
+    return psnr_ssim_uint8(from_uint8(a)[None], from_uint8(b)[None])[0]
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:

@@ -30,6 +30,7 @@ from vdeblur.engine.pipeline import EncodeOptions, deblur_video
 from vdeblur.engine.stream import DeblurStream
 from vdeblur.engine.video_io import VideoWriter, demux, open_input, source_info
 from vdeblur.train.archs.base import DeblurModel
+from vdeblur.train.frames import to_uint8
 
 from .latency import BackendUnavailable, open_backend
 from .quality import HELD_OUT_SEED
@@ -124,7 +125,7 @@ def _sequential_pass(runner: Backend, video: Path, out: Path) -> dict[str, float
                 y = stream.push(x)  # edge channel, padding, one backend step, crop; state carried
                 sync()
                 t3 = time.perf_counter()
-                rgb = (y.permute(1, 2, 0) * 255 + 0.5).to(torch.uint8).cpu().numpy()  # (H, W, 3)
+                rgb = to_uint8(y)  # (H, W, 3)
                 t4 = time.perf_counter()
                 writer.write_frame(rgb, item.pts, item.time_base)  # the test video has no rotation
                 t5 = time.perf_counter()

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from vdeblur.train.archs.base import padded_size
+from vdeblur.train.frames import to_uint8
 from vdeblur.train.padding import run_padded
 
 from .backends.base import Backend, BackendState
@@ -61,7 +62,7 @@ class DeblurStream:
         self._since_reset += 1
         out = out.clamp(0, 1)
         if isinstance(frame, np.ndarray):
-            return (out[0].permute(1, 2, 0) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+            return to_uint8(out[0])
         return out.to(frame.device) if frame.dim() == 4 else out[0].to(frame.device)
 
     def _as_tensor(self, frame: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -83,5 +84,4 @@ class DeblurStream:
 def _as_uint8(frame: np.ndarray | torch.Tensor) -> np.ndarray:
     if isinstance(frame, np.ndarray):
         return frame
-    f = frame[0] if frame.dim() == 4 else frame
-    return (f.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return to_uint8(frame[0] if frame.dim() == 4 else frame)

@@ -74,10 +74,10 @@ def onnx_cmd(model_spec: str, out: Path, fp16: bool, opset: int, check_image: Pa
 
 def _check_fp16(model: DeblurModel, fp16_path: Path, image: Path, opset: int) -> None:
     import cv2
-    import torch
 
     from vdeblur.train.padding import pad_to_multiple
     from vdeblur.train.edges import prepare_input
+    from vdeblur.train.frames import from_uint8
 
     from .fp16 import compare_fp16
     from .onnx import export_onnx
@@ -85,7 +85,7 @@ def _check_fp16(model: DeblurModel, fp16_path: Path, image: Path, opset: int) ->
     bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"{image} is not an image OpenCV can read")
-    frame = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)[None].float() / 255
+    frame = from_uint8(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))[None]
     frame = pad_to_multiple(prepare_input(frame, model.input_kind), model.pad_multiple).numpy()
     with tempfile.TemporaryDirectory() as tmp:
         fp32_path = Path(tmp) / "fp32.onnx"

@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import torch
 
+from .frames import to_uint8
+
 # On 8-bit luma; 50/150 is the classic 1:3 hysteresis ratio, low enough to keep edges that blur weakens.
 CANNY_LOW = 50
 CANNY_HIGH = 150
@@ -29,7 +31,7 @@ def add_edge_channel(frame: torch.Tensor) -> torch.Tensor:
 
     Canny runs in OpenCV on the CPU; the result is moved back to the frame's device and dtype.
     """
-    rgb8 = (frame.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    rgb8 = to_uint8(frame)  # (B, H, W, 3)
     edges = np.stack([canny_edges(np.ascontiguousarray(img)) for img in rgb8])[:, None]
     return torch.cat([frame, torch.from_numpy(edges).to(frame.device, frame.dtype)], dim=1)
 
