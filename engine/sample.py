@@ -45,11 +45,16 @@ def write_sample(path: str | Path, *, frames_per_shot: int = 24, seed: int = 0, 
             frame.pts, frame.time_base = i, Fraction(1, FPS)
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
-        samples = 48000 * len(frames) // FPS
-        tone = (0.1 * np.sin(2 * np.pi * 440 * np.arange(samples) / 48000)).astype(np.float32)[None]
-        for start in range(0, samples, 1024):
-            chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]), format="fltp", layout="mono")
-            chunk.sample_rate, chunk.pts = 48000, start
-            out.mux(audio.encode(chunk))
-        out.mux(audio.encode(None))
+        mux_tone(out, audio, 48000 * len(frames) // FPS, amplitude=0.1)
     return len(frames)
+
+
+def mux_tone(out: av.container.OutputContainer, audio: av.audio.stream.AudioStream, samples: int,
+             amplitude: float) -> None:
+    """Encode and mux a 440 Hz mono tone of ``samples`` samples into a 48 kHz ``fltp`` stream, flushed."""
+    tone = (amplitude * np.sin(2 * np.pi * 440 * np.arange(samples) / 48000)).astype(np.float32)[None]
+    for start in range(0, samples, 1024):
+        chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]), format="fltp", layout="mono")
+        chunk.sample_rate, chunk.pts = 48000, start
+        out.mux(audio.encode(chunk))
+    out.mux(audio.encode(None))

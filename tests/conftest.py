@@ -24,6 +24,8 @@ def make_clip(path, *, width: int = 96, height: int = 64, frames: int = 12, audi
 
     import av
 
+    from vdeblur.engine.sample import mux_tone
+
     rng = np.random.default_rng(0)
     with av.open(str(path), "w") as c:
         v = c.add_stream(codec, rate=rate)
@@ -43,13 +45,7 @@ def make_clip(path, *, width: int = 96, height: int = 64, frames: int = 12, audi
             c.mux(v.encode(f))
         c.mux(v.encode(None))
         if a is not None:
-            n = 48000 * frames // rate
-            tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 48000)).astype(np.float32)[None]
-            for k in range(0, n, 1024):
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, k:k + 1024]), format="fltp", layout="mono")
-                af.sample_rate, af.pts = 48000, k
-                c.mux(a.encode(af))
-            c.mux(a.encode(None))
+            mux_tone(c, a, 48000 * frames // rate, amplitude=0.3)
 
 
 @pytest.fixture(scope="session")
