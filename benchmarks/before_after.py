@@ -25,7 +25,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return psnr_ssim_uint8(from_uint8(a)[None], from_uint8(b)[None])[0]
 
 
-def _label(img: np.ndarray, text: str) -> np.ndarray:
+def label(img: np.ndarray, text: str) -> np.ndarray:
     out = img.copy()
     # A solid box behind the text: an outline drawn with a thicker stroke misaligns with OpenCV 5's font.
     (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         h, w = b.shape[:2]
         y, x = (h - args.crop) // 2, (w - args.crop) // 2
         crop = lambda im: im[y:y + args.crop, x:x + args.crop]  # noqa: E731
-        tiles.append(np.hstack([_label(crop(b), f"input {p_in:.1f} dB"), _label(crop(o), f"output {_psnr(o, s):.1f} dB"),
-                                _label(crop(s), f"sharp ({name})")]))
+        tiles.append(np.hstack([label(crop(b), f"input {p_in:.1f} dB"), label(crop(o), f"output {_psnr(o, s):.1f} dB"),
+                                label(crop(s), f"sharp ({name})")]))
     cv2.imwrite(str(args.out), cv2.cvtColor(np.vstack(tiles), cv2.COLOR_RGB2BGR))
     print(f"wrote {args.out}: the {len(tiles)} most blurred of {len(rows)} sequences, frame {args.frames}")
 

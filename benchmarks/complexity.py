@@ -8,7 +8,9 @@ milliseconds. The frame is padded to the model's multiple first, as the engine d
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -27,9 +29,10 @@ class Complexity:
     pad_multiple: int
 
 
-def measure(name: str, width: int = 1280, height: int = 720) -> Complexity:
+def measure(name: str, width: int = 1280, height: int = 720, config: Mapping[str, Any] | None = None) -> Complexity:
+    """``config``: the model's registry config fields (a checkpoint's), defaults when None."""
     with torch.device("meta"):
-        model = build_model(name).eval()
+        model = build_model(name, config).eval()
         ph, pw = padded_size(height, model.pad_multiple), padded_size(width, model.pad_multiple)
         frame = torch.empty(1, model.in_channels, ph, pw)
         state = model.initial_state(1, ph, pw, device="meta", dtype=torch.float32)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from vdeblur.train.archs.base import DeblurModel, padded_size
 
 from .complexity import measure as measure_complexity
 
-BACKENDS = ("torch-fp32", "torch-fp16", "torch-compiled", "onnxruntime", "tensorrt-fp16")
+BACKENDS = ("torch-fp32", "torch-fp16", "torch-compiled", "torch-cudagraphs", "onnxruntime", "tensorrt-fp16")
 
 
 class BackendUnavailable(RuntimeError):
@@ -75,7 +75,7 @@ def measure_latency(model: DeblurModel, backend: str, width: int, height: int, c
                     workdir: Path, threads: int | None = None) -> LatencyResult:
     """Time one backend on ``width`` x ``height`` frames; unavailable backends give a 'skipped' row."""
     params = sum(p.numel() for p in model.parameters())
-    gflops = measure_complexity(model.model_name, width, height).gflops
+    gflops = measure_complexity(model.model_name, width, height, asdict(model.cfg)).gflops
     common = dict(model=model.model_name, backend=backend, width=width, height=height, params=params, gflops=gflops,
                   frames=config.frames, repeats=config.repeats, warmup=config.warmup)
     rss_scope = _reset_peaks()
@@ -171,8 +171,12 @@ def open_backend(name: str, model: DeblurModel, workdir: Path, frame_hw: tuple[i
         if not cuda:
             raise BackendUnavailable("torch FP16 needs a CUDA GPU (the engine runs FP32 on the CPU)")
         return TorchBackend(model, "cuda", fp16=True)
-    if name == "torch-compiled":
-        raise BackendUnavailable("the engine's torch backend has no torch.compile / CUDA-graph mode yet")
+    if name == "torch-compiled":  # torch.compile (inductor): FP16 on a GPU, FP32 on the CPU
+        return TorchBackend(model, "cuda" if cuda else "cpu", fp16=cuda, compile="inductor")
+    if name == "torch-cudagraphs":
+        if not cuda:
+            raise BackendUnavailable("CUDA graphs need a CUDA GPU")
+        return TorchBackend(model, "cuda", fp16=True, compile="cuda-graphs")
     if name == "onnxruntime":
         return _open_onnxruntime(model, workdir, threads)
     return _open_tensorrt(model, workdir, frame_hw)

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from .pipeline import EncodeOptions, deblur_video
+from .tiling import TileSpec
 
 _VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".webm", ".avi"}
 
@@ -42,6 +43,8 @@ def cli() -> None:
 @click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "tensorrt"]), default="auto", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
 @click.option("--fp16", is_flag=True, help="FP16 inference (CUDA only).")
+@click.option("--compile", "compile_mode", type=click.Choice(["off", "inductor", "cuda-graphs"]), default="off",
+              show_default=True, help="torch backend: torch.compile (first frame of each size compiles) or CUDA graphs.")
 @click.option("--codec", default="libx264", show_default=True, help="Any encoder of PyAV's FFmpeg, e.g. libx265, ffv1.")
 @click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True)
 @click.option("--preset", default="medium", show_default=True)
@@ -49,27 +52,34 @@ def cli() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--reset-on-cut", is_flag=True, help="Reset the recurrent state at scene cuts.")
 @click.option("--state-reset-every", type=click.IntRange(min=0), default=0, help="Reset the state every N frames (0 = never).")
+@click.option("--tile", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Run frames as overlapping tiles of at most this many pixels a side, each with its own state "
+                   "(for frames too large for memory); 0 = whole frames.")
+@click.option("--tile-overlap", type=click.IntRange(min=0), default=32, show_default=True,
+              help="Pixels shared by neighbouring tiles, blended linearly.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for inference [default: torch's]; leave a core to decode/encode on small machines.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def run_cmd(paths: tuple[Path, ...], model: str | None, backend: str, device: str, fp16: bool, codec: str, crf: int,
+def run_cmd(paths: tuple[Path, ...], model: str | None, backend: str, device: str, fp16: bool, compile_mode: str,
+            codec: str, crf: int,
             preset: str, pix_fmt: str | None, overwrite: bool, reset_on_cut: bool, state_reset_every: int,
-            threads: int | None, quiet: bool, debug: bool) -> None:
+            tile: int, tile_overlap: int, threads: int | None, quiet: bool, debug: bool) -> None:
     """Deblur INPUT into OUTPUT, or several inputs into an output folder."""
     def work() -> None:
         jobs = plan_jobs(paths)
+        tiles = TileSpec(tile, tile_overlap) if tile else None
         if threads is not None:
             import torch
 
             torch.set_num_threads(threads)
         from .backends import load_backend
 
-        engine = load_backend(model, backend, device, fp16)
+        engine = load_backend(model, backend, device, fp16, compile_mode)
         say(quiet, f"vdeblur: {getattr(engine, 'label', engine.name)} backend")
         for src, dst in jobs:
             stats = deblur_video(src, dst, engine, overwrite=overwrite, encode=EncodeOptions(codec, crf, preset, pix_fmt),
-                                 reset_on_cut=reset_on_cut, reset_every=state_reset_every,
+                                 reset_on_cut=reset_on_cut, reset_every=state_reset_every, tile=tiles,
                                  progress=None if quiet or not sys.stderr.isatty() else Progress(src.name))
             say(quiet, f"{src} -> {dst}: {stats.summary()}")
 

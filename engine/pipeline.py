@@ -24,6 +24,7 @@ import av
 
 from .backends.base import Backend
 from .stream import DeblurStream
+from .tiling import TileSpec
 from .video_io import DecodedFrame, VideoError, VideoWriter, demux, open_input, peek_rotation, source_info
 
 _QUEUE_FRAMES = 8  # enough to ride out a slow I-frame decode or encoder lookahead burst; ~25 MB at 1080p
@@ -89,7 +90,7 @@ def check_paths(src: Path, dst: Path, overwrite: bool) -> None:
 
 def check_output(dst: Path, overwrite: bool) -> None:
     if dst.is_dir():
-        raise VideoError(f"output {dst} is a directory; give a file name (e.g. {dst / src.name})")
+        raise VideoError(f"output {dst} is a directory; give a file name inside it")
     if dst.exists() and not overwrite:
         raise VideoError(f"output {dst} already exists; pass --overwrite to replace it")
     if not dst.parent.is_dir():
@@ -100,7 +101,7 @@ def check_output(dst: Path, overwrite: bool) -> None:
 
 def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrite: bool = False,
                  encode: EncodeOptions = EncodeOptions(), reset_on_cut: bool = False, reset_every: int = 0,
-                 progress: Callable[[int, int], None] | None = None) -> RunStats:
+                 tile: TileSpec | None = None, progress: Callable[[int, int], None] | None = None) -> RunStats:
     src, dst = Path(src), Path(dst)
     check_paths(src, dst, overwrite)
     container = open_input(src)
@@ -113,7 +114,7 @@ def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrit
         total = source_info(container).frames
         with VideoWriter(tmp, container, codec=encode.codec, crf=encode.crf, preset=encode.preset,
                          pix_fmt=encode.pix_fmt, format_from=dst, rotation=peek_rotation(src)) as writer:
-            stream = DeblurStream(backend, reset_on_cut=reset_on_cut, reset_every=reset_every)
+            stream = DeblurStream(backend, reset_on_cut=reset_on_cut, reset_every=reset_every, tile=tile)
             _run_stages(demux(container, src), stream, writer, stats, total, progress)
             stats.state_starts = stream.state_starts
         os.replace(tmp, dst)

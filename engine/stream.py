@@ -6,7 +6,8 @@ held here (never on the model) and reset where a carried state would hurt.
         sharp = stream.push(rgb)       # same type, size and device as given
 
 Padding to the model's multiple, the edge channel of edge models and cropping back are done by
-``vdeblur.train.padding.run_padded``, the same code the trainer and tests use.
+``vdeblur.train.padding.run_padded``, the same code the trainer and tests use. With ``tile`` the
+frame runs as overlapping tiles, each with its own state (``vdeblur.engine.tiling``).
 """
 
 from __future__ import annotations
@@ -22,16 +23,18 @@ from vdeblur.train.padding import run_padded
 
 from .backends.base import Backend, BackendState
 from .scene import CutDetector
+from .tiling import TiledRunner, TileSpec
 
 
 class DeblurStream:
     def __init__(self, backend: Backend, *, reset_on_cut: bool = False, reset_every: int = 0,
-                 cut_threshold: float = 0.6) -> None:
+                 cut_threshold: float = 0.6, tile: TileSpec | None = None) -> None:
         if reset_every < 0:
             raise ValueError(f"reset_every must be >= 0 (0 = never); got {reset_every}")
         self.backend = backend
         self.reset_every = reset_every
         self.cuts = CutDetector(cut_threshold) if reset_on_cut else None
+        self.tiler = TiledRunner(backend, tile) if tile is not None else None
         self.state_starts = 0  # fresh states begun (first frame, size change, resets)
         self._state: BackendState | None = None
         self._size: tuple[int, int] | None = None
@@ -54,16 +57,24 @@ class DeblurStream:
         if self.reset_every and self._since_reset >= self.reset_every:
             self.reset()
         if self._state is None or self._size != (h, w):
-            m = self.backend.pad_multiple
-            self._state = self.backend.initial_state(padded_size(h, m), padded_size(w, m))
+            self._state = self._initial_state(h, w)
             self._size, self._since_reset = (h, w), 0
             self.state_starts += 1
-        out, self._state = run_padded(self.backend, x, self._state)
+        if self.tiler is not None:
+            out, self._state = self.tiler.run(x, self._state)
+        else:
+            out, self._state = run_padded(self.backend, x, self._state)
         self._since_reset += 1
         out = out.clamp(0, 1)
         if isinstance(frame, np.ndarray):
             return to_uint8(out[0])
         return out.to(frame.device) if frame.dim() == 4 else out[0].to(frame.device)
+
+    def _initial_state(self, h: int, w: int) -> BackendState:
+        if self.tiler is not None:
+            return self.tiler.initial_state(h, w)
+        m = self.backend.pad_multiple
+        return self.backend.initial_state(padded_size(h, m), padded_size(w, m))
 
     def _as_tensor(self, frame: np.ndarray | torch.Tensor) -> torch.Tensor:
         if isinstance(frame, np.ndarray):

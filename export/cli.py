@@ -15,6 +15,7 @@ import click
 
 from vdeblur.train.archs.base import DeblurModel
 
+from .parity import CANDIDATES, THRESHOLD_DB
 from .profiles import parse_profile
 
 _EXPECTED = (ValueError, KeyError, RuntimeError, OSError)
@@ -157,6 +158,59 @@ def trtexec_cmd(onnx_file: Path, min_: str, opt: str | None, max_: str | None, e
                           timing_cache or engine.with_suffix(".timing.cache"), workspace_mib, opt_level, dla_core,
                           int(trt_major))
     click.echo(format_command(trtexec_command(info, opts)))
+
+
+@cli.command("parity")
+@click.option("--model", "model_spec", default="vdeblur_fast", show_default=True,
+              help="registered model name (its bundled weights when there are some) or .safetensors checkpoint")
+@click.option("--video", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="clip to compare on [default: the sample clip `vdeblur sample` writes]")
+@click.option("--frames", type=click.IntRange(min=2), default=10, show_default=True)
+@click.option("--candidates", default=",".join(CANDIDATES), show_default=True, help="comma-separated")
+@click.option("--threshold-db", type=float, default=THRESHOLD_DB, show_default=True)
+def parity_cmd(model_spec: str, video: Path | None, frames: int, candidates: str, threshold_db: float) -> None:
+    """PSNR of faster paths (FP16, torch.compile, CUDA graphs, ONNX) against FP32, state carried; exit 1 below the bar."""
+    from .parity import check_parity, markdown_table
+
+    model = load_model(_bundled_or(model_spec))
+    clip = _read_frames(video, frames)
+    results = check_parity(model, clip, [c.strip() for c in candidates.split(",") if c.strip()], threshold_db,
+                           log=lambda line: click.echo(line, err=True))
+    source = video.name if video else "the sample clip"
+    click.echo(f"{model.model_name} on {len(clip)} frames of {source} ({clip[0].shape[1]}x{clip[0].shape[0]}):\n")
+    click.echo(markdown_table(results, threshold_db))
+    failed = [r.candidate for r in results if r.passed is False]
+    if failed:
+        raise ValueError(f"parity below {threshold_db:g} dB for: {', '.join(failed)}")
+
+
+def _bundled_or(spec: str) -> str:
+    """A registry name with bundled weights means those weights (parity of random weights says little)."""
+    from vdeblur import bundled_model_path
+
+    bundled = bundled_model_path(spec)
+    return str(bundled) if not Path(spec).suffix and bundled.is_file() else spec
+
+
+def _read_frames(video: Path | None, count: int) -> list:
+    """The first ``count`` frames of ``video`` (H, W, 3 uint8), or of the sample clip."""
+    if video is None:
+        from vdeblur.engine.sample import render_sample
+
+        return list(render_sample(frames_per_shot=count)[:count])
+    from vdeblur.engine.video_io import demux, open_input
+
+    container = open_input(video)
+    try:
+        out = []
+        for item in demux(container, video):
+            if hasattr(item, "rgb"):
+                out.append(item.rgb)
+                if len(out) == count:
+                    break
+        return out
+    finally:
+        container.close()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,3 +1,6 @@
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -59,3 +62,18 @@ def fast_checkpoint(tmp_path_factory):
     with torch.no_grad():
         model.head[0].weight.normal_(0, 0.02)
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "fast.safetensors", model)
+
+
+def write_tiny_gopro(root: Path, photo: np.ndarray) -> Path:
+    """A GoPro-layout folder of 48x48 frames: a slow pan over a photo, box-blurred along the pan."""
+    for split, sequences, frames in (("train", 3, 5), ("test", 1, 3)):
+        for s in range(sequences):
+            for kind in ("blur", "sharp"):
+                (root / split / f"seq{s}" / kind).mkdir(parents=True, exist_ok=True)
+            for t in range(frames):
+                y, x = 100 + 60 * s + (200 if split == "test" else 0), 150 + 3 * t
+                sharp = np.ascontiguousarray(photo[y:y + 48, x:x + 48, ::-1])  # BGR for cv2
+                blur = cv2.blur(photo[y:y + 48, x - 4:x + 52, ::-1], (9, 1))[:, 4:52]
+                cv2.imwrite(str(root / split / f"seq{s}" / "sharp" / f"{t:06d}.png"), sharp)
+                cv2.imwrite(str(root / split / f"seq{s}" / "blur" / f"{t:06d}.png"), np.ascontiguousarray(blur))
+    return root

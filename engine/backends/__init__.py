@@ -45,9 +45,11 @@ def pick_device(device: str) -> str:
     return device
 
 
-def load_backend(model: str | None = None, backend: str = "auto", device: str = "auto", fp16: bool = False) -> Backend:
+def load_backend(model: str | None = None, backend: str = "auto", device: str = "auto", fp16: bool = False,
+                 compile: str = "off") -> Backend:
     """Build the backend for ``model``; ``auto`` follows the file type (engine -> TensorRT, .onnx ->
-    ONNX Runtime, checkpoint -> PyTorch on the GPU when there is one)."""
+    ONNX Runtime, checkpoint -> PyTorch on the GPU when there is one). ``compile`` is the torch
+    backend's mode (off, inductor, cuda-graphs)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r} is not supported; allowed: {', '.join(BACKENDS)}")
     path = resolve_model(model)
@@ -59,6 +61,8 @@ def load_backend(model: str | None = None, backend: str = "auto", device: str = 
     if backend not in ("auto", kind):
         raise ValueError(f"backend {backend!r} cannot run {path.name} (a {kind} model file); "
                          f"export it first with vdeblur-export or use --backend {kind}")
+    if compile != "off" and kind != "torch":
+        raise ValueError(f"--compile {compile} applies to the torch backend; {path.name} runs on {kind}")
     dev = pick_device(device)
     if kind == "tensorrt":
         from .trt_backend import TensorRTBackend
@@ -71,4 +75,4 @@ def load_backend(model: str | None = None, backend: str = "auto", device: str = 
     from .torch_backend import TorchBackend
 
     net, _ = load_checkpoint(path)
-    return TorchBackend(net, dev, fp16=fp16)
+    return TorchBackend(net, dev, fp16=fp16, compile=compile)
