@@ -87,3 +87,10 @@ def test_cuda_graphs_replay_equals_eager_across_frames_and_sizes(fast_checkpoint
             x = torch.rand(1, 3, h, w, device="cuda")
             (y1, s1), (y2, s2) = eager.run(x, s1), graphed.run(x, s2)
             torch.testing.assert_close(y2, y1, rtol=1e-4, atol=1e-4)
+
+
+def test_compile_is_refused_for_non_torch_model_files(tmp_path) -> None:
+    graph = tmp_path / "model.onnx"
+    graph.write_bytes(b"not read: the refusal comes first")
+    with pytest.raises(ValueError, match="--compile inductor applies to the torch backend; model.onnx runs on onnxruntime"):
+        load_backend(str(graph), compile="inductor")
