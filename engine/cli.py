@@ -2,6 +2,7 @@
 
     vdeblur INPUT OUTPUT [options]          one file
     vdeblur IN1 IN2 ... OUT_DIR/            several files (or a folder of videos) into a folder
+    vdeblur batch IN... OUT_DIR/ --ray-address auto --gpus-per-task 1    the same on a Ray cluster
     vdeblur sample OUT.mp4                  write a short camera-shake demo clip
 
 Errors are one line on stderr with exit status 1 (``--debug`` shows the traceback); nothing is
@@ -13,6 +14,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -37,21 +39,35 @@ def cli() -> None:
     """Remove camera-shake blur from videos (vdeblur INPUT OUTPUT)."""
 
 
+_SHARED_OPTIONS = [  # what `run` and `batch` both take: the model, where it runs, how the output is encoded
+    click.option("--model", default=None, help="Checkpoint (.safetensors), ONNX file, TensorRT engine, or a model name with bundled weights [default: the bundled vdeblur_fast]."),
+    click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "tensorrt"]), default="auto", show_default=True),
+    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N"),
+    click.option("--fp16", is_flag=True, help="FP16 inference (CUDA only)."),
+    click.option("--codec", default="libx264", show_default=True, help="Any encoder of PyAV's FFmpeg, e.g. libx265, ffv1."),
+    click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True),
+    click.option("--preset", default="medium", show_default=True),
+    click.option("--pix-fmt", default=None, help="Output pixel format [default: yuv420p, 10-bit kept 10-bit]."),
+    click.option("--overwrite", is_flag=True, help="Replace an existing output file."),
+    click.option("--reset-on-cut", is_flag=True, help="Reset the recurrent state at scene cuts."),
+    click.option("--state-reset-every", type=click.IntRange(min=0), default=0, help="Reset the state every N frames (0 = never)."),
+]
+
+
+def shared_options(command: Any) -> Any:
+    for option in reversed(_SHARED_OPTIONS):
+        command = option(command)
+    return command
+
+
 @cli.command("run")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", default=None, help="Checkpoint (.safetensors), ONNX file, TensorRT engine, or a model name with bundled weights [default: the bundled vdeblur_fast].")
-@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "tensorrt"]), default="auto", show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
-@click.option("--fp16", is_flag=True, help="FP16 inference (CUDA only).")
+@shared_options
 @click.option("--compile", "compile_mode", type=click.Choice(["off", "inductor", "cuda-graphs"]), default="off",
               show_default=True, help="torch backend: torch.compile (first frame of each size compiles) or CUDA graphs.")
-@click.option("--codec", default="libx264", show_default=True, help="Any encoder of PyAV's FFmpeg, e.g. libx265, ffv1.")
-@click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True)
-@click.option("--preset", default="medium", show_default=True)
-@click.option("--pix-fmt", default=None, help="Output pixel format [default: yuv420p, 10-bit kept 10-bit].")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-@click.option("--reset-on-cut", is_flag=True, help="Reset the recurrent state at scene cuts.")
-@click.option("--state-reset-every", type=click.IntRange(min=0), default=0, help="Reset the state every N frames (0 = never).")
+@click.option("--video-io", type=click.Choice(["pyav", "auto", "nvcodec"]), default="pyav", show_default=True,
+              help="Decode/encode with PyAV (CPU), with NVDEC/NVENC (nvcodec extra; never run by this project yet), "
+                   "or auto: NVDEC/NVENC where they can run, else PyAV, the reason printed.")
 @click.option("--tile", type=click.IntRange(min=0), default=0, show_default=True,
               help="Run frames as overlapping tiles of at most this many pixels a side, each with its own state "
                    "(for frames too large for memory); 0 = whole frames.")
@@ -62,9 +78,9 @@ def cli() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def run_cmd(paths: tuple[Path, ...], model: str | None, backend: str, device: str, fp16: bool, compile_mode: str,
-            codec: str, crf: int,
-            preset: str, pix_fmt: str | None, overwrite: bool, reset_on_cut: bool, state_reset_every: int,
-            tile: int, tile_overlap: int, threads: int | None, quiet: bool, debug: bool) -> None:
+            codec: str, crf: int, preset: str, pix_fmt: str | None, overwrite: bool, reset_on_cut: bool,
+            state_reset_every: int, video_io: str, tile: int, tile_overlap: int, threads: int | None, quiet: bool,
+            debug: bool) -> None:
     """Deblur INPUT into OUTPUT, or several inputs into an output folder."""
     def work() -> None:
         jobs = plan_jobs(paths)
@@ -80,8 +96,54 @@ def run_cmd(paths: tuple[Path, ...], model: str | None, backend: str, device: st
         for src, dst in jobs:
             stats = deblur_video(src, dst, engine, overwrite=overwrite, encode=EncodeOptions(codec, crf, preset, pix_fmt),
                                  reset_on_cut=reset_on_cut, reset_every=state_reset_every, tile=tiles,
+                                 video_io=video_io,
                                  progress=None if quiet or not sys.stderr.isatty() else Progress(src.name))
             say(quiet, f"{src} -> {dst}: {stats.summary()}")
+
+    guarded(work, debug)
+
+
+@cli.command("batch")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@shared_options
+@click.option("--ray-address", default=None,
+              help="Ray cluster: auto (the one `ray start` began on this machine), HOST:PORT, or ray://HOST:10001 "
+                   "[default: a local Ray instance].")
+@click.option("--gpus-per-task", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="GPUs each file reserves (0.5: two files per GPU; 0: CPU inference).")
+@click.option("--cpus-per-task", type=click.FloatRange(min=0), default=1, show_default=True,
+              help="CPUs each file reserves; decoding and encoding run on CPUs.")
+@click.option("--max-retries", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Retries after a system failure (a dead worker or node, CUDA out of memory); bad inputs are not retried.")
+@click.option("--report", type=click.Path(path_type=Path), default=None,
+              help="JSON report of every file [default: OUT_DIR/vdeblur-batch.json].")
+@click.option("--quiet", is_flag=True, help="Only the summary.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def batch_cmd(paths: tuple[Path, ...], model: str | None, backend: str, device: str, fp16: bool, codec: str, crf: int,
+              preset: str, pix_fmt: str | None, overwrite: bool, reset_on_cut: bool, state_reset_every: int,
+              ray_address: str | None, gpus_per_task: float, cpus_per_task: float, max_retries: int,
+              report: Path | None, quiet: bool, debug: bool) -> None:
+    """Deblur many videos on a Ray cluster, one task per file (pip install 'vdeblur[cluster]').
+
+    Inputs, outputs and the model must be on storage every node sees under the same paths.
+    Exit status 1 when any file failed; the report says which and why.
+    """
+    def work() -> None:
+        from .cluster import FileResult, run_batch
+
+        def line(r: FileResult) -> None:
+            outcome = f"{r.frames} frames in {r.wall_s:.1f} s" if r.ok else f"failed ({r.error_kind}): {r.error}"
+            say(quiet, f"{r.input} -> {r.output}: {outcome}")
+
+        jobs = plan_jobs(paths)
+        result = run_batch(jobs, model, address=ray_address, num_gpus=gpus_per_task, num_cpus=cpus_per_task,
+                           backend=backend, device=device, fp16=fp16, encode=EncodeOptions(codec, crf, preset, pix_fmt),
+                           overwrite=overwrite, reset_on_cut=reset_on_cut, reset_every=state_reset_every,
+                           max_retries=max_retries, report=report or jobs[0][1].parent / "vdeblur-batch.json",
+                           on_result=line)
+        click.echo(result.summary(), err=True)
+        if result.failed:
+            sys.exit(1)
 
     guarded(work, debug)
 

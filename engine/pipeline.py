@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import tempfile
 import threading
 import time
@@ -21,8 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import av
+import torch
+
+from vdeblur.train.frames import to_uint8
 
 from .backends.base import Backend
+from .nvcodec import CudaFrame, NvencWriter, VideoIOChoice, nvdec_demux, pick_video_io
 from .stream import DeblurStream
 from .tiling import TileSpec
 from .video_io import DecodedFrame, VideoError, VideoWriter, demux, open_input, peek_rotation, source_info
@@ -101,21 +106,23 @@ def check_output(dst: Path, overwrite: bool) -> None:
 
 def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrite: bool = False,
                  encode: EncodeOptions = EncodeOptions(), reset_on_cut: bool = False, reset_every: int = 0,
-                 tile: TileSpec | None = None, progress: Callable[[int, int], None] | None = None) -> RunStats:
+                 tile: TileSpec | None = None, video_io: str = "pyav",
+                 progress: Callable[[int, int], None] | None = None) -> RunStats:
+    """``video_io``: "pyav" (CPU codecs), "nvcodec" (NVDEC/NVENC, an error where they cannot run) or
+    "auto" (NVDEC/NVENC where they can run, else PyAV, the reason printed); see ``nvcodec``."""
     src, dst = Path(src), Path(dst)
     check_paths(src, dst, overwrite)
+    choice = pick_video_io(src, video_io, codec=encode.codec, device=str(backend.device))  # before any output
     container = open_input(src)
     stats, started = RunStats(), time.perf_counter()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=f".part{dst.suffix}", dir=dst.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    _plain_permissions(tmp)
+    tmp = new_part_file(dst)
     try:
         total = source_info(container).frames
-        with VideoWriter(tmp, container, codec=encode.codec, crf=encode.crf, preset=encode.preset,
-                         pix_fmt=encode.pix_fmt, format_from=dst, rotation=peek_rotation(src)) as writer:
+        gpu = backend.device.index or 0
+        items = nvdec_demux(container, src, gpu) if choice.decode == "nvdec" else demux(container, src)
+        with _open_writer(choice, tmp, src, dst, container, encode, gpu) as writer:
             stream = DeblurStream(backend, reset_on_cut=reset_on_cut, reset_every=reset_every, tile=tile)
-            _run_stages(demux(container, src), stream, writer, stats, total, progress)
+            _run_stages(items, stream, writer, stats, total, progress)
             stats.state_starts = stream.state_starts
         os.replace(tmp, dst)
     except BaseException:
@@ -127,6 +134,32 @@ def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrit
     return stats
 
 
+def _open_writer(choice: VideoIOChoice, tmp: Path, src: Path, dst: Path, container: av.container.InputContainer,
+                 encode: EncodeOptions, gpu: int) -> VideoWriter | NvencWriter:
+    if choice.encode == "nvenc":
+        return NvencWriter(tmp, src, codec=encode.codec, crf=encode.crf, preset=encode.preset, format_from=dst,
+                           rotation=peek_rotation(src), gpu=gpu)
+    return VideoWriter(tmp, container, codec=encode.codec, crf=encode.crf, preset=encode.preset,
+                       pix_fmt=encode.pix_fmt, format_from=dst, rotation=peek_rotation(src))
+
+
+def new_part_file(dst: Path) -> Path:
+    """A fresh hidden file beside ``dst`` for the output to grow in: ``.{stem}.XXXXXXXX.part{suffix}``."""
+    fd, name = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=f".part{dst.suffix}", dir=dst.parent)
+    os.close(fd)
+    _plain_permissions(Path(name))
+    return Path(name)
+
+
+def stale_part_files(dst: Path) -> list[Path]:
+    """Files ``new_part_file(dst)`` made that a killed run left behind. The pattern (mkstemp's 8
+    random characters, no dot) never matches the part file of another output in the same folder."""
+    if not dst.parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.{re.escape(dst.stem)}\.[a-z0-9_]{{8}}\.part{re.escape(dst.suffix)}")
+    return [p for p in dst.parent.iterdir() if pattern.fullmatch(p.name)]
+
+
 def _plain_permissions(path: Path) -> None:
     """mkstemp makes 0600 files; the finished video should get the mode any new file would (umask)."""
     umask = os.umask(0)
@@ -134,7 +167,8 @@ def _plain_permissions(path: Path) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
-def _run_stages(items: Iterator[DecodedFrame | av.Packet], stream: DeblurStream, writer: VideoWriter,
+def _run_stages(items: Iterator[DecodedFrame | CudaFrame | av.Packet], stream: DeblurStream,
+                writer: VideoWriter | NvencWriter,
                 stats: RunStats, total: int, progress: Callable[[int, int], None] | None) -> None:
     failed = threading.Event()
     errors: list[BaseException] = []
@@ -166,6 +200,8 @@ def _run_stages(items: Iterator[DecodedFrame | av.Packet], stream: DeblurStream,
                 writer.copy_packet(item)
             else:
                 frame, rgb = item
+                if isinstance(rgb, torch.Tensor) and isinstance(writer, VideoWriter):
+                    rgb = to_uint8(rgb)  # NVDEC frames come out on the GPU; this copy overlaps the next inference
                 writer.write_frame(rgb, frame.pts, frame.time_base)
             stats.stage_s["encode"] += time.perf_counter() - t
 

@@ -140,3 +140,14 @@ def test_stream_accepts_numpy_and_torch_and_resets(fast_checkpoint) -> None:
     assert stream.state_starts == 2
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
         stream.push(rgb.astype(np.float32))
+
+
+def test_video_io_auto_falls_back_to_pyav_and_nvcodec_is_refused_up_front(tmp_path: Path, clip: Path,
+                                                                        fast_checkpoint) -> None:
+    out = tmp_path / "auto.mp4"
+    code, text = _run(str(clip), str(out), "--model", str(fast_checkpoint), "--device", "cpu", "--video-io", "auto")
+    assert code == 0 and "decoding and encoding on PyAV" in text and out.exists(), text
+    refused = tmp_path / "hw.mp4"
+    code, text = _run(str(clip), str(refused), "--model", str(fast_checkpoint), "--video-io", "nvcodec", "--quiet")
+    assert code == 1 and "nvcodec video I/O cannot run" in text and len(text.strip().splitlines()) == 1, text
+    assert not refused.exists() and not list(tmp_path.glob(".hw.*"))
