@@ -73,14 +73,17 @@ def shared_options(command: Any) -> Any:
                    "(for frames too large for memory); 0 = whole frames.")
 @click.option("--tile-overlap", type=click.IntRange(min=0), default=32, show_default=True,
               help="Pixels shared by neighbouring tiles, blended linearly.")
+@click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With several inputs: files processed at once, their frames batched into one model call "
+                   "(one recurrent state per file).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for inference [default: torch's]; leave a core to decode/encode on small machines.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def run_cmd(paths: tuple[Path, ...], model: str | None, backend: str, device: str, fp16: bool, compile_mode: str,
             codec: str, crf: int, preset: str, pix_fmt: str | None, overwrite: bool, reset_on_cut: bool,
-            state_reset_every: int, video_io: str, tile: int, tile_overlap: int, threads: int | None, quiet: bool,
-            debug: bool) -> None:
+            state_reset_every: int, video_io: str, tile: int, tile_overlap: int, streams: int, threads: int | None,
+            quiet: bool, debug: bool) -> None:
     """Deblur INPUT into OUTPUT, or several inputs into an output folder."""
     def work() -> None:
         jobs = plan_jobs(paths)
@@ -93,14 +96,39 @@ def run_cmd(paths: tuple[Path, ...], model: str | None, backend: str, device: st
 
         engine = load_backend(model, backend, device, fp16, compile_mode)
         say(quiet, f"vdeblur: {getattr(engine, 'label', engine.name)} backend")
+        encoding = EncodeOptions(codec, crf, preset, pix_fmt)
+        if streams > 1 and len(jobs) > 1:
+            run_streams(jobs, engine, streams, encoding, overwrite, reset_on_cut, state_reset_every, tiles, quiet)
+            return
         for src, dst in jobs:
-            stats = deblur_video(src, dst, engine, overwrite=overwrite, encode=EncodeOptions(codec, crf, preset, pix_fmt),
+            stats = deblur_video(src, dst, engine, overwrite=overwrite, encode=encoding,
                                  reset_on_cut=reset_on_cut, reset_every=state_reset_every, tile=tiles,
                                  video_io=video_io,
                                  progress=None if quiet or not sys.stderr.isatty() else Progress(src.name))
             say(quiet, f"{src} -> {dst}: {stats.summary()}")
 
     guarded(work, debug)
+
+
+def run_streams(jobs: list[tuple[Path, Path]], engine: Any, streams: int, encoding: EncodeOptions, overwrite: bool,
+                reset_on_cut: bool, reset_every: int, tiles: TileSpec | None, quiet: bool) -> None:
+    """``--streams N``: N files at a time, frames batched across them; a line per file, exit 1 if any failed."""
+    from .multistream import deblur_many
+
+    started = time.perf_counter()
+    results = deblur_many(jobs, engine, max_streams=streams, overwrite=overwrite, encode=encoding,
+                          reset_on_cut=reset_on_cut, reset_every=reset_every, tile=tiles)
+    for r in results:
+        if r.stats is not None:
+            say(quiet, f"{r.src} -> {r.dst}: {r.stats.summary()}")
+        else:  # failures are shown even with --quiet: the exit status alone would not say which file
+            click.echo(f"{r.src}: failed: {r.error}", err=True)
+    frames = sum(r.stats.frames for r in results if r.stats)
+    wall = time.perf_counter() - started
+    say(quiet, f"{len(results)} files, {frames} frames in {wall:.1f} s ({frames / max(wall, 1e-9):.1f} fps in all)")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise ValueError(f"{len(failed)} of {len(results)} files failed (see the lines above)")
 
 
 @cli.command("batch")

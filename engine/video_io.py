@@ -84,6 +84,9 @@ def demux(container: av.container.InputContainer, path: str | Path) -> Iterator[
     """
     video = container.streams.video[0]
     video.thread_type = "AUTO"  # frame + slice threads inside FFmpeg's decoder
+    # One reformatter per decode loop: it caches an swscale context, which is not safe to share
+    # between threads (the encode thread's, or other files decoding at once in deblur_many).
+    reformat = VideoReformatter()
     index = 0
     try:
         for packet in container.demux():
@@ -92,7 +95,7 @@ def demux(container: av.container.InputContainer, path: str | Path) -> Iterator[
                     yield packet
                 continue
             for frame in packet.decode():
-                yield DecodedFrame(_to_rgb(frame), frame.pts, frame.time_base or video.time_base, index)
+                yield DecodedFrame(_to_rgb(frame, reformat), frame.pts, frame.time_base or video.time_base, index)
                 index += 1
     except av.error.FFmpegError as e:
         raise VideoError(f"input {path} could not be decoded after {index} frames ({e.strerror or e})") from None
@@ -100,9 +103,6 @@ def demux(container: av.container.InputContainer, path: str | Path) -> Iterator[
         raise VideoError(f"input {path} has a video stream but no decodable frame")
 
 
-# One reformatter per thread role: a VideoReformatter caches an swscale context and is not safe to
-# share between the decode and encode threads (sharing one deadlocked the pipeline).
-_DECODE_REFORMAT = VideoReformatter()
 _FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 
 
@@ -110,11 +110,11 @@ def _is_full_range(frame_or_ctx: object, pix_fmt: str) -> bool:
     return pix_fmt.startswith("yuvj") or getattr(frame_or_ctx, "color_range", 0) == _FULL_RANGE
 
 
-def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
+def _to_rgb(frame: av.VideoFrame, reformat: VideoReformatter) -> np.ndarray:
     # The source range is passed explicitly: a missing range counts as limited, which would crush
     # the blacks and clip the whites of full-range (JPEG-range) input.
     rng = "JPEG" if _is_full_range(frame, frame.format.name) else "MPEG"
-    return _DECODE_REFORMAT.reformat(frame, format="rgb24", src_color_range=rng).to_ndarray()
+    return reformat.reformat(frame, format="rgb24", src_color_range=rng).to_ndarray()
 
 
 class VideoWriter:

@@ -12,6 +12,16 @@ def _seed() -> None:
     np.random.seed(0)
 
 
+@pytest.fixture
+def one_thread():
+    """For training tests: the test machine's cores are shared, and two OpenMP threads waiting on a
+    busy core make a tiny step 100x slower, while one thread never waits."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def photo() -> np.ndarray:
     """A real photograph (scikit-image's astronaut, 512x512 RGB uint8): real image statistics."""

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import cv2
 import pytest
-import torch
 from conftest import write_tiny_gopro
 
 from vdeblur.benchmarks.ablation import ROWS, AblationBudget, main, pick_rows, row_overrides, write_table
@@ -13,12 +12,7 @@ from vdeblur.train.checkpoint import read_info
 from vdeblur.train.config import load_config
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_every_paper_row_and_ours_is_there_with_the_papers_numbers() -> None:

@@ -28,14 +28,7 @@ TINY_MODEL = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The test machine's cores are shared: two OpenMP threads waiting on a busy core make a tiny
-    # step 100x slower, while one thread never waits.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
