@@ -1,5 +1,6 @@
-"""Aggregate frames/s of ``deblur_many`` against the number of streams, next to the codec-only
-ceiling measured in the same run (``python -m vdeblur.benchmarks.multistream``).
+"""Aggregate frames/s of several streams at once, beside the codec-only ceiling of the same run.
+
+``python -m vdeblur.benchmarks.multistream``: ``deblur_many`` against the number of streams.
 
 For each N of ``--streams``, N copies of the input (a generated shaken clip, or the ``--inputs``
 given, cycled) run through ``deblur_many`` twice: once with the model, once with ``IdentityBackend``
