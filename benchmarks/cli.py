@@ -161,16 +161,26 @@ def settings_from_options(quick: bool, models: str | None, backends: str | None,
 @click.option("--baselines/--no-baselines", default=True, show_default=True, help="Classical baselines in the quality table.")
 @click.option("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: all cores). On a CPU shared "
               "with other processes, 1 avoids threads waiting on each other's time slices.")
+@click.option("--streams", help="Also measure several streams at once for these counts (e.g. 1,2,4): aggregate "
+              "frames/s beside the codec-only ceiling, written to OUT/multistream.json (benchmarks.multistream).")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 def bench(quick: bool, models: str | None, backends: str | None, resolutions: str | None, parts: str | None,
           gopro: Path | None, checkpoints: tuple[str, ...], out: Path, frames: int | None, repeats: int | None,
-          clips: int | None, clip_size: str | None, baselines: bool, threads: int | None, debug: bool) -> None:
+          clips: int | None, clip_size: str | None, baselines: bool, threads: int | None, streams: str | None,
+          debug: bool) -> None:
     """Benchmark models and backends; write JSON, Markdown and plots to --out."""
     try:
         settings = settings_from_options(quick, models, backends, resolutions, parts, gopro, frames, repeats, clips,
                                          clip_size, baselines, threads)
         with tempfile.TemporaryDirectory(prefix="vdeblur-bench-") as workdir:
             run_benchmarks(settings, parse_checkpoints(checkpoints), out, Path(workdir), echo=click.echo)
+        if streams:
+            from .multistream import main as multistream
+
+            multistream(["--streams", streams, "--json", str(out / "multistream.json"),
+                         "--device", "cuda" if torch.cuda.is_available() else "cpu",
+                         *(["--threads", str(threads)] if threads else []),
+                         *(["--repeats", str(repeats)] if repeats else [])])
     except _EXPECTED as e:
         if debug:
             raise

@@ -195,6 +195,18 @@ def test_cli_turns_a_bad_option_into_one_line(tmp_path) -> None:
     assert "Traceback" not in result.output and not (tmp_path / "bench.json").exists()
 
 
+def test_streams_option_adds_the_multistream_figures(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(cli.bench, ["--parts", "latency", "--backends", "torch-fp32", "--resolutions", "64x48",
+                                            "--frames", "2", "--repeats", "1", "--threads", "1", "--streams", "1,2",
+                                            "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    figures = json.loads((tmp_path / "multistream.json").read_text())
+    assert [row["streams"] for row in figures["rows"]] == [1, 2] and (tmp_path / "bench.json").exists()
+    assert "codec-only" in result.output
+
+
 def test_before_after_picture_has_one_row_per_sequence(tmp_path, fast_checkpoint) -> None:
     from vdeblur.benchmarks.before_after import main as before_after
     from vdeblur.train.data import SyntheticDataset
