@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 import torch
 
 from vdeblur.train.frames import to_uint8
@@ -220,6 +221,7 @@ def _run_stages(items: Iterator[DecodedFrame | CudaFrame | av.Packet], stream: D
 def _infer(inbox: _Channel, outbox: _Channel, stream: DeblurStream, stats: RunStats, total: int,
            progress: Callable[[int, int], None] | None) -> None:
     previous_pts: int | None = None
+    device = stream.backend.device
     while (item := inbox.get()) is not _END:
         if isinstance(item, av.Packet):
             outbox.put(item)
@@ -228,10 +230,20 @@ def _infer(inbox: _Channel, outbox: _Channel, stream: DeblurStream, stats: RunSt
             stream.reset()  # timestamps went backwards: a splice or broken stream, not continuous motion
         previous_pts = item.pts
         t = time.perf_counter()
-        rgb = stream.push(item.rgb)
+        frame = _upload(item.rgb, device) if device.type == "cuda" and isinstance(item.rgb, np.ndarray) else item.rgb
+        rgb = stream.push(frame)  # a GPU tensor stays on the GPU: the encode thread brings it back
         stats.stage_s["infer"] += time.perf_counter() - t
         outbox.put((item, rgb))
         stats.frames += 1
         if progress is not None:
             progress(stats.frames, total)
     outbox.put(_END)
+
+
+def _upload(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float on a CUDA ``device``: staged in pinned memory and copied
+    asynchronously, so this thread only queues the copy. The output then stays on the GPU and the
+    encode thread copies it back (``to_uint8``) while this thread runs the next frame: the copies
+    overlap compute instead of waiting for it. Written for, not yet run on, a GPU."""
+    host = torch.from_numpy(rgb).pin_memory()  # the caching host allocator keeps it until the copy is done
+    return host.to(device, non_blocking=True).permute(2, 0, 1).float().div_(255)
