@@ -98,12 +98,13 @@ def run_cmd(paths: tuple[Path, ...], model: str | None, backend: str, device: st
         say(quiet, f"vdeblur: {getattr(engine, 'label', engine.name)} backend")
         encoding = EncodeOptions(codec, crf, preset, pix_fmt)
         if streams > 1 and len(jobs) > 1:
-            run_streams(jobs, engine, streams, encoding, overwrite, reset_on_cut, state_reset_every, tiles, quiet)
+            run_streams(jobs, engine, streams, encoding, overwrite, reset_on_cut, state_reset_every, tiles, video_io,
+                        quiet)
             return
         for src, dst in jobs:
             stats = deblur_video(src, dst, engine, overwrite=overwrite, encode=encoding,
                                  reset_on_cut=reset_on_cut, reset_every=state_reset_every, tile=tiles,
-                                 video_io=video_io,
+                                 video_io=video_io, log=lambda line: say(quiet, line),
                                  progress=None if quiet or not sys.stderr.isatty() else Progress(src.name))
             say(quiet, f"{src} -> {dst}: {stats.summary()}")
 
@@ -111,13 +112,14 @@ def run_cmd(paths: tuple[Path, ...], model: str | None, backend: str, device: st
 
 
 def run_streams(jobs: list[tuple[Path, Path]], engine: Any, streams: int, encoding: EncodeOptions, overwrite: bool,
-                reset_on_cut: bool, reset_every: int, tiles: TileSpec | None, quiet: bool) -> None:
+                reset_on_cut: bool, reset_every: int, tiles: TileSpec | None, video_io: str, quiet: bool) -> None:
     """``--streams N``: N files at a time, frames batched across them; a line per file, exit 1 if any failed."""
     from .multistream import deblur_many
 
     started = time.perf_counter()
     results = deblur_many(jobs, engine, max_streams=streams, overwrite=overwrite, encode=encoding,
-                          reset_on_cut=reset_on_cut, reset_every=reset_every, tile=tiles)
+                          reset_on_cut=reset_on_cut, reset_every=reset_every, tile=tiles, video_io=video_io,
+                          log=lambda line: say(quiet, line))
     for r in results:
         if r.stats is not None:
             say(quiet, f"{r.src} -> {r.dst}: {r.stats.summary()}")

@@ -56,7 +56,8 @@ class StreamResult:
 def deblur_many(jobs: Sequence[tuple[str | Path, str | Path]], backend: Backend, *, max_streams: int = 4,
                 max_batch: int = 8, overwrite: bool = False, encode: EncodeOptions = EncodeOptions(),
                 reset_on_cut: bool = False, reset_every: int = 0, tile: TileSpec | None = None,
-                progress: Callable[[int, int, int], None] | None = None) -> list[StreamResult]:
+                video_io: str = "pyav", progress: Callable[[int, int, int], None] | None = None,
+                log: Callable[[str], None] | None = None) -> list[StreamResult]:
     """Deblur every ``(input, output)`` pair, ``max_streams`` files at a time sharing ``backend``;
     one result per job, in job order. Never raises for a single file (only for a bad call or Ctrl-C).
 
@@ -74,7 +75,7 @@ def deblur_many(jobs: Sequence[tuple[str | Path, str | Path]], backend: Backend,
         shared.join()
         try:
             stats = deblur_video(src, dst, shared, overwrite=overwrite, encode=encode, reset_on_cut=reset_on_cut,
-                                 reset_every=reset_every, tile=tile,
+                                 reset_every=reset_every, tile=tile, video_io=video_io, log=log,
                                  progress=None if progress is None else functools.partial(progress, job))
             return StreamResult(src, dst, stats)
         except Exception as e:  # this file's failure, reported in its result; the others go on

@@ -108,12 +108,14 @@ def check_output(dst: Path, overwrite: bool) -> None:
 def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrite: bool = False,
                  encode: EncodeOptions = EncodeOptions(), reset_on_cut: bool = False, reset_every: int = 0,
                  tile: TileSpec | None = None, video_io: str = "pyav",
-                 progress: Callable[[int, int], None] | None = None) -> RunStats:
+                 progress: Callable[[int, int], None] | None = None,
+                 log: Callable[[str], None] | None = None) -> RunStats:
     """``video_io``: "pyav" (CPU codecs), "nvcodec" (NVDEC/NVENC, an error where they cannot run) or
-    "auto" (NVDEC/NVENC where they can run, else PyAV, the reason printed); see ``nvcodec``."""
+    "auto" (NVDEC/NVENC where they can run, else PyAV, the reason given to ``log``, default stderr);
+    see ``nvcodec``."""
     src, dst = Path(src), Path(dst)
     check_paths(src, dst, overwrite)
-    choice = pick_video_io(src, video_io, codec=encode.codec, device=str(backend.device))  # before any output
+    choice = pick_video_io(src, video_io, codec=encode.codec, device=str(backend.device), say=log)  # before any output
     container = open_input(src)
     stats, started = RunStats(), time.perf_counter()
     tmp = new_part_file(dst)

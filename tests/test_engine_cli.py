@@ -147,6 +147,9 @@ def test_video_io_auto_falls_back_to_pyav_and_nvcodec_is_refused_up_front(tmp_pa
     out = tmp_path / "auto.mp4"
     code, text = _run(str(clip), str(out), "--model", str(fast_checkpoint), "--device", "cpu", "--video-io", "auto")
     assert code == 0 and "decoding and encoding on PyAV" in text and out.exists(), text
+    code, text = _run(str(clip), str(out), "--model", str(fast_checkpoint), "--device", "cpu", "--video-io", "auto",
+                      "--overwrite", "--quiet")
+    assert code == 0 and text.strip() == "", text  # --quiet silences the fallback line too
     refused = tmp_path / "hw.mp4"
     code, text = _run(str(clip), str(refused), "--model", str(fast_checkpoint), "--video-io", "nvcodec", "--quiet")
     assert code == 1 and "nvcodec video I/O cannot run" in text and len(text.strip().splitlines()) == 1, text
