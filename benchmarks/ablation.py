@@ -38,6 +38,7 @@ import torch
 from vdeblur.train.checkpoint import load_checkpoint, read_info
 from vdeblur.train.cli import train as train_run
 from vdeblur.train.config import load_config
+from vdeblur.train.frames import from_uint8
 
 from vdeblur.train.metrics import psnr_ssim_uint8
 
@@ -89,7 +90,7 @@ class AblationBudget:
 
 def row_overrides(row: Row, budget: AblationBudget, data: Path, vgg_weights: str = "") -> list[str]:
     """The ``--set`` overrides that put ``row``'s preset on the shared budget (see the module text)."""
-    sets = [f'data.kind="gopro"', f'data.root="{data}"', f"data.val_sequences={budget.val_sequences}",
+    sets = ['data.kind="gopro"', f'data.root="{data}"', f"data.val_sequences={budget.val_sequences}",
             f"train.steps={budget.steps}", f"train.batch={budget.batch}", f"train.crop={budget.crop}",
             f"train.window={budget.window}", f"train.seed={budget.seed}", f"train.val_every={budget.val_every}",
             f"train.ckpt_every={budget.val_every}"]
@@ -237,7 +238,7 @@ def write_table(rows: Sequence[Row], runs: Path, test: Path, out: Path, frames: 
     paths = [out / "ablation.json", out / "ablation.md"]
     paths[0].write_text(json.dumps(report, indent=2, default=str) + "\n")
     paths[1].write_text(f"Held-out data: {data}\n\n{markdown(results, sharp_flicker)}\n")
-    worst = min(clips, key=lambda c: psnr_ssim_uint8(_clip_tensor(c.blurred), _clip_tensor(c.sharp))[0])
+    worst = min(clips, key=lambda c: psnr_ssim_uint8(from_uint8(c.blurred), from_uint8(c.sharp))[0])
     paths.append(crops_picture(rows, runs, worst, out / "ablation_crops.png"))
     return paths
 
@@ -245,10 +246,6 @@ def write_table(rows: Sequence[Row], runs: Path, test: Path, out: Path, frames: 
 def _run_budget(rows: Sequence[Row], runs: Path) -> dict[str, Any]:
     """What each run was trained with, read back from its checkpoint (the table trusts no flag)."""
     return {r.key: read_info(runs / r.key / "last.safetensors").extra.get("config", {}) for r in rows}
-
-
-def _clip_tensor(clip: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(clip).permute(0, 3, 1, 2).float().div(255)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,6 +28,7 @@ import torch
 
 from vdeblur.train.archs.base import DeblurModel
 from vdeblur.train.data import scan_gopro
+from vdeblur.train.frames import from_uint8, to_uint8
 from vdeblur.train.metrics import psnr_ssim_uint8
 from vdeblur.train.padding import run_padded
 from vdeblur.train.synth import render_shake_clip
@@ -109,13 +110,13 @@ def model_method(model: DeblurModel) -> ClipMethod:
     @torch.no_grad()
     def run(clip: np.ndarray) -> np.ndarray:
         device = next(model.parameters()).device
-        frames = _to_tensor(clip).to(device)  # (T, 3, H, W)
+        frames = from_uint8(clip).to(device)  # (T, 3, H, W)
         state = model.initial_state(1, frames.shape[2], frames.shape[3])
         out = []
         for frame in frames:
             y, state = run_padded(model, frame[None], state)
             out.append(y[0])
-        return _to_uint8_clip(torch.stack(out).cpu())
+        return to_uint8(torch.stack(out))
 
     return run
 
@@ -135,7 +136,7 @@ def evaluate(method: str, kind: str, weights: str, run: ClipMethod, clips: Seque
         seconds += time.perf_counter() - start
         if out.shape != clip.sharp.shape or out.dtype != np.uint8:
             raise ValueError(f"{method} returned {out.shape} {out.dtype} for clip {clip.name} of {clip.sharp.shape} uint8")
-        p, s = psnr_ssim_uint8(_to_tensor(out), _to_tensor(clip.sharp))
+        p, s = psnr_ssim_uint8(from_uint8(out), from_uint8(clip.sharp))
         t = len(out)
         psnrs.append(p * t)
         ssims.append(s * t)
@@ -155,12 +156,3 @@ def mean_frame_difference(clip: np.ndarray) -> float:
         raise ValueError(f"a frame-to-frame difference needs at least 2 frames; got {len(clip)}")
     diffs = np.abs(np.diff(clip.astype(np.int16), axis=0))
     return float(diffs.mean())
-
-
-def _to_tensor(clip: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).float().div(255)
-
-
-def _to_uint8_clip(frames: torch.Tensor) -> np.ndarray:
-    """(T, 3, H, W) float -> (T, H, W, 3) uint8, rounded like a saved PNG."""
-    return (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()

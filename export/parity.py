@@ -27,6 +27,7 @@ from vdeblur.engine.backends.base import Backend
 from vdeblur.engine.backends.torch_backend import TorchBackend
 from vdeblur.engine.stream import DeblurStream
 from vdeblur.train.archs.base import DeblurModel
+from vdeblur.train.frames import from_uint8
 from vdeblur.train.metrics import psnr
 
 CANDIDATES = ("torch-fp16", "torch-compile", "cuda-graphs", "onnx-fp32", "onnx-fp16")
@@ -79,7 +80,7 @@ def open_candidate(name: str, model: DeblurModel, workdir: Path) -> Backend:
 def run_clip(backend: Backend, frames: Sequence[np.ndarray]) -> torch.Tensor:
     """(T, 3, H, W) float outputs on the CPU of one fresh stream over ``frames`` ((H, W, 3) uint8)."""
     stream = DeblurStream(backend)
-    outs = [stream.push(torch.from_numpy(f).permute(2, 0, 1).float().div(255)) for f in frames]
+    outs = [stream.push(from_uint8(f)) for f in frames]
     return torch.stack([o.cpu().float() for o in outs])
 
 
