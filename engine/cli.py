@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from .pipeline import EncodeOptions, deblur_video
+from .pipeline import EncodeOptions, check_distinct_outputs, deblur_video
 from .tiling import TileSpec
 
 _VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".webm", ".avi"}
@@ -206,8 +206,10 @@ def plan_jobs(paths: tuple[Path, ...]) -> list[tuple[Path, Path]]:
         raise ValueError(f"no video files ({', '.join(sorted(_VIDEO_SUFFIXES))}) in {', '.join(map(str, inputs))}")
     if out.exists() and not out.is_dir():
         raise ValueError(f"output {out} must be a folder when several inputs or a folder are given")
+    jobs = [(f, out / f.name) for f in files]
+    check_distinct_outputs(jobs)  # before the folder is made: a refused run leaves nothing behind
     out.mkdir(parents=True, exist_ok=True)
-    return [(f, out / f.name) for f in files]
+    return jobs
 
 
 class Progress:

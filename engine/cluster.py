@@ -34,7 +34,7 @@ import torch
 
 from .backends import load_backend
 from .backends.base import Backend
-from .pipeline import EncodeOptions, deblur_video, stale_part_files
+from .pipeline import EncodeOptions, check_distinct_outputs, deblur_video, stale_part_files
 
 INSTALL_HINT = "pip install 'vdeblur[cluster]'"
 # Raised by a task, these are retried like a dead worker: they can pass on another attempt (a GPU
@@ -224,12 +224,7 @@ def _check_jobs(jobs: Sequence[tuple[str | Path, str | Path]], settings: TaskSet
         raise ValueError(f"device {settings.device!r} needs num_gpus > 0: a task that reserves no GPU "
                          f"would use one that Ray may have given to another task")
     pairs = [(str(src), str(dst)) for src, dst in jobs]
-    seen: dict[str, str] = {}
-    for src, dst in pairs:
-        key = os.path.normpath(os.path.abspath(dst))
-        if key in seen:
-            raise ValueError(f"output {dst} is the target of both {seen[key]} and {src}; give each input its own output")
-        seen[key] = src
+    check_distinct_outputs(pairs)
     return pairs
 
 

@@ -19,7 +19,6 @@ stops every stream (each removes its temporary file) and re-raises.
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 
 from .backends.base import Backend, BackendState
-from .pipeline import EncodeOptions, RunStats, deblur_video
+from .pipeline import EncodeOptions, RunStats, check_distinct_outputs, deblur_video
 from .tiling import TileSpec
 
 # Before any model call has been timed, a parked step waits this long for the other streams' steps:
@@ -101,16 +100,7 @@ def check_jobs(jobs: Sequence[tuple[str | Path, str | Path]], max_streams: int,
     if max_streams < 1 or max_batch < 1:
         raise ValueError(f"max_streams and max_batch must be >= 1; got {max_streams} and {max_batch}")
     pairs = [(Path(src), Path(dst)) for src, dst in jobs]
-    inputs = {os.path.realpath(src) for src, _ in pairs}
-    seen: dict[str, Path] = {}
-    for src, dst in pairs:
-        key = os.path.realpath(dst)
-        if key in seen:
-            raise ValueError(f"output {dst} is the target of both {seen[key]} and {src}; "
-                             f"give each input its own output")
-        if key in inputs:
-            raise ValueError(f"output {dst} is also an input of this run; choose another output name")
-        seen[key] = src
+    check_distinct_outputs(pairs)
     return pairs
 
 

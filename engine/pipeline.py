@@ -16,7 +16,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,21 @@ def check_output(dst: Path, overwrite: bool) -> None:
         raise VideoError(f"output folder {dst.parent} does not exist")
     if not os.access(dst.parent, os.W_OK):
         raise VideoError(f"output folder {dst.parent} is not writable")
+
+
+def check_distinct_outputs(jobs: Sequence[tuple[str | Path, str | Path]]) -> None:
+    """Refuse jobs that would write one output twice or write over another job's input, before any
+    work starts (e.g. two folders holding files of the same name, deblurred into one folder)."""
+    inputs = {os.path.realpath(src) for src, _ in jobs}
+    seen: dict[str, str | Path] = {}
+    for src, dst in jobs:
+        key = os.path.realpath(dst)
+        if key in seen:
+            raise ValueError(f"output {dst} is the target of both {seen[key]} and {src}; "
+                             f"give each input its own output")
+        if key in inputs:
+            raise ValueError(f"output {dst} is also an input of this run; choose another output name")
+        seen[key] = src
 
 
 def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrite: bool = False,

@@ -154,3 +154,14 @@ def test_video_io_auto_falls_back_to_pyav_and_nvcodec_is_refused_up_front(tmp_pa
     code, text = _run(str(clip), str(refused), "--model", str(fast_checkpoint), "--video-io", "nvcodec", "--quiet")
     assert code == 1 and "nvcodec video I/O cannot run" in text and len(text.strip().splitlines()) == 1, text
     assert not refused.exists() and not list(tmp_path.glob(".hw.*"))
+
+
+def test_two_inputs_of_the_same_name_into_one_folder_are_refused(tmp_path: Path, clip: Path, fast_checkpoint) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "take.mp4").write_bytes(clip.read_bytes())
+    out = tmp_path / "out"
+    code, text = _run(str(tmp_path / "a"), str(tmp_path / "b"), str(out), "--model", str(fast_checkpoint),
+                      "--overwrite", "--quiet")
+    assert code == 1 and "is the target of both" in text and len(text.strip().splitlines()) == 1, text
+    assert not out.exists()  # refused before anything was made or written
