@@ -145,10 +145,27 @@ class AblationResult:
     paper_ssim: float | None
 
 
+@dataclass(frozen=True)
+class RowRun:
+    result: AblationResult
+    train_config: dict[str, Any]  # what the run was trained with, read back from its checkpoint
+    shown: np.ndarray  # (T, H, W, 3) uint8 output on the clip the crops picture shows
+
+
 def evaluate_row(row: Row, checkpoint: Path, clips: Sequence[Clip], data: str, latency: bool, workdir: Path,
-                 threads: int | None = None) -> AblationResult:
+                 shown: Clip, threads: int | None = None) -> RowRun:
+    """Metrics of one checkpoint over ``clips``; the output on ``shown`` (one of them) is kept for the
+    crops picture, so no model runs twice."""
     model, info = load_checkpoint(checkpoint)
-    q = evaluate(row.key, "model", str(checkpoint), model_method(model), clips, data)
+    run, outputs = model_method(model), {}
+
+    def run_and_keep(blurred: np.ndarray) -> np.ndarray:
+        out = run(blurred)
+        if blurred is shown.blurred:
+            outputs["shown"] = out
+        return out
+
+    q = evaluate(row.key, "model", str(checkpoint), run_and_keep, clips, data)
     cost = measure_complexity(info.model, 1280, 720, info.config)
     ms = None
     if latency:
@@ -156,8 +173,9 @@ def evaluate_row(row: Row, checkpoint: Path, clips: Sequence[Clip], data: str, l
 
         ms = measure_latency(model, "torch-fp32", 640, 360, LatencyConfig(frames=5, warmup=1, repeats=3), workdir,
                              threads).p50_ms
-    return AblationResult(row.key, row.label, info.step, q.psnr, q.ssim, q.flicker, cost.params, cost.gflops, ms,
-                          row.paper_psnr, row.paper_ssim)
+    result = AblationResult(row.key, row.label, info.step, q.psnr, q.ssim, q.flicker, cost.params, cost.gflops, ms,
+                            row.paper_psnr, row.paper_ssim)
+    return RowRun(result, info.extra.get("config", {}), outputs["shown"])
 
 
 def input_result(clips: Sequence[Clip], data: str) -> AblationResult:
@@ -183,8 +201,8 @@ def markdown(results: Sequence[AblationResult], sharp_flicker: float) -> str:
     return "\n".join(lines)
 
 
-def crops_picture(rows: Sequence[Row], runs: Path, clip: Clip, path: Path, size: int = 160) -> Path:
-    """The same crop of one held-out frame from every row: input, each model, sharp."""
+def crops_picture(outputs: Sequence[tuple[str, np.ndarray]], clip: Clip, path: Path, size: int = 160) -> Path:
+    """The same crop of one held-out frame from every row: input, each (label, output clip), sharp."""
     import cv2
 
     from .before_after import label
@@ -194,9 +212,7 @@ def crops_picture(rows: Sequence[Row], runs: Path, clip: Clip, path: Path, size:
     y, x = busiest_window(clip.sharp[t], size)
     crop = lambda im: np.ascontiguousarray(im[y:y + size, x:x + size])  # noqa: E731
     tiles = [label(crop(clip.blurred[t]), "input")]
-    for row in rows:
-        model, _ = load_checkpoint(runs / row.key / "last.safetensors")
-        tiles.append(label(crop(model_method(model)(clip.blurred)[t]), row.label))
+    tiles += [label(crop(out[t]), text) for text, out in outputs]
     tiles.append(label(crop(clip.sharp[t]), "sharp"))
     per_row = 5
     tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % per_row)
@@ -227,25 +243,25 @@ def write_table(rows: Sequence[Row], runs: Path, test: Path, out: Path, frames: 
         raise ValueError(f"no test sequences in {test / 'test'}")
     data = f"{test} ({len(clips)} sequences, first {frames} frames each)"
     out.mkdir(parents=True, exist_ok=True)
-    results = [input_result(clips, data)]
+    # The picture shows the most blurred clip: the case deblurring is for.
+    worst = min(clips, key=lambda c: psnr_ssim_uint8(from_uint8(c.blurred), from_uint8(c.sharp))[0])
+    runs_done = []
     for row in rows:
-        results.append(evaluate_row(row, runs / row.key / "last.safetensors", clips, data, latency, out, threads))
-        print(f"{row.key}: {results[-1].psnr:.2f} dB / {results[-1].ssim:.4f}", flush=True)
+        runs_done.append(evaluate_row(row, runs / row.key / "last.safetensors", clips, data, latency, out, worst,
+                                      threads))
+        print(f"{row.key}: {runs_done[-1].result.psnr:.2f} dB / {runs_done[-1].result.ssim:.4f}", flush=True)
+    results = [input_result(clips, data)] + [r.result for r in runs_done]
     sharp_flicker = float(np.mean([mean_frame_difference(c.sharp) for c in clips if len(c.sharp) > 1]))
+    # The budget is read back from each checkpoint: the table trusts no flag.
     report = {"machine": machine_info(), "command": sys.argv, "data": data, "runs": str(runs),
-              "budget": _run_budget(rows, runs), "sharp_flicker": sharp_flicker,
+              "budget": {row.key: r.train_config for row, r in zip(rows, runs_done)}, "sharp_flicker": sharp_flicker,
               "results": [asdict(r) for r in results]}
     paths = [out / "ablation.json", out / "ablation.md"]
     paths[0].write_text(json.dumps(report, indent=2, default=str) + "\n")
     paths[1].write_text(f"Held-out data: {data}\n\n{markdown(results, sharp_flicker)}\n")
-    worst = min(clips, key=lambda c: psnr_ssim_uint8(from_uint8(c.blurred), from_uint8(c.sharp))[0])
-    paths.append(crops_picture(rows, runs, worst, out / "ablation_crops.png"))
+    shown = [(row.label, r.shown) for row, r in zip(rows, runs_done)]
+    paths.append(crops_picture(shown, worst, out / "ablation_crops.png"))
     return paths
-
-
-def _run_budget(rows: Sequence[Row], runs: Path) -> dict[str, Any]:
-    """What each run was trained with, read back from its checkpoint (the table trusts no flag)."""
-    return {r.key: read_info(runs / r.key / "last.safetensors").extra.get("config", {}) for r in rows}
 
 
 def main(argv: list[str] | None = None) -> None:
