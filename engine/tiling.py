@@ -59,6 +59,8 @@ class TiledRunner:
 
     def __init__(self, backend: Backend | Steppable, spec: TileSpec) -> None:
         self.backend, self.spec = backend, spec
+        # Blend weights depend only on the frame size: made once per size, not on every frame.
+        self._blend: dict[tuple[int, int, torch.device], tuple[list[torch.Tensor], torch.Tensor]] = {}
 
     def grid(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
         """(y, x, h, w) of every tile, row-major."""
@@ -77,14 +79,24 @@ class TiledRunner:
         grid = self.grid(height, width)
         if len(states) != len(grid):
             raise ValueError(f"{len(states)} tile states for a {len(grid)}-tile grid; start from initial_state")
+        weights, total = self._weights(height, width, frame.device)
         out = torch.zeros(frame.shape[0], 3, height, width, device=frame.device)
-        total = torch.zeros(height, width, device=frame.device)
         new_states = []
-        for (y, x, h, w), state in zip(grid, states):
+        for (y, x, h, w), state, weight in zip(grid, states, weights):
             y_out, state = run_padded(self.backend, frame[..., y:y + h, x:x + w].contiguous(), state)
-            weight = _ramp(height, y, h, self.spec.overlap, frame.device)[:, None] * \
-                _ramp(width, x, w, self.spec.overlap, frame.device)[None, :]  # (h, w)
             out[..., y:y + h, x:x + w] += y_out.to(frame.device, torch.float32) * weight
-            total[y:y + h, x:x + w] += weight
             new_states.append(state)
         return out / total, new_states
+
+    def _weights(self, height: int, width: int, device: torch.device) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Each tile's (h, w) blend weight and their (H, W) sum, for frames of this size."""
+        key = (height, width, device)
+        if key not in self._blend:
+            weights, total = [], torch.zeros(height, width, device=device)
+            for y, x, h, w in self.grid(height, width):
+                weight = _ramp(height, y, h, self.spec.overlap, device)[:, None] * \
+                    _ramp(width, x, w, self.spec.overlap, device)[None, :]  # (h, w)
+                weights.append(weight)
+                total[y:y + h, x:x + w] += weight
+            self._blend[key] = weights, total
+        return self._blend[key]
