@@ -198,13 +198,13 @@ def _read_frames(video: Path | None, count: int) -> list:
         from vdeblur.engine.sample import render_sample
 
         return list(render_sample(frames_per_shot=count)[:count])
-    from vdeblur.engine.video_io import demux, open_input
+    from vdeblur.engine.video_io import DecodedFrame, demux, open_input
 
     container = open_input(video)
     try:
         out = []
         for item in demux(container, video):
-            if hasattr(item, "rgb"):
+            if isinstance(item, DecodedFrame):  # not another stream's packet
                 out.append(item.rgb)
                 if len(out) == count:
                     break
