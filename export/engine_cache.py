@@ -145,12 +145,15 @@ def build_reason(engine: str | Path, wanted: EngineRecord, on_stale: str = "rebu
             raise
         return str(e)
     diff = differences(built, wanted)
-    if not diff and built.engine_sha256 and file_sha256(engine) != built.engine_sha256:
-        diff = ["an engine file whose bytes do not match the sha256 in its sidecar (corrupt)"]
-    if diff and on_stale == "refuse":
-        raise StaleEngineError(f"engine {engine} is stale: built for {'; '.join(diff)}; "
-                               "rebuild it (vdeblur-export tensorrt --on-stale rebuild)")
-    return "; ".join(diff)
+    if diff:
+        reason = f"stale: built for {'; '.join(diff)}"
+    elif built.engine_sha256 and file_sha256(engine) != built.engine_sha256:
+        reason = "corrupt: its bytes do not match the sha256 in its sidecar"
+    else:
+        return ""
+    if on_stale == "refuse":
+        raise StaleEngineError(f"engine {engine} is {reason}; rebuild it (vdeblur-export tensorrt --on-stale rebuild)")
+    return reason
 
 
 def check_runnable(engine: str | Path, env: DeviceEnv, onnx_path: str | Path | None = None) -> EngineRecord:

@@ -98,8 +98,8 @@ def _cached_backend(checkpoint: Path, backend: str, device: str, fp16: bool, com
     if backend == "tensorrt":
         from .trt_backend import TensorRTBackend
 
-        engine, onnx_path = cached_engine(checkpoint, precision, log=log or to_stderr)
+        engine, onnx_path = cached_engine(checkpoint, precision, log=to_stderr if log is None else log)
         return TensorRTBackend(engine, onnx_path)
     from .ort_backend import OrtBackend
 
-    return OrtBackend(cached_onnx(checkpoint, precision, log=log or to_stderr), device=dev)
+    return OrtBackend(cached_onnx(checkpoint, precision, log=to_stderr if log is None else log), device=dev)
