@@ -23,11 +23,7 @@ from pathlib import Path
 from .artifact_cache import (Log, atomic_write, build_lock, cache_root, check_entry, file_sha256, to_stderr,
                              with_fallback, write_record)
 from .onnx import MIN_OPSET
-from .profiles import ShapeProfile, parse_profile
-
-# What `vdeblur --backend tensorrt` builds for a checkpoint: any video from 64x64 to 4K, tuned for 720p.
-# (The frame size is not known when the backend is made; an engine for other sizes: vdeblur-export tensorrt.)
-DEFAULT_TRT_PROFILE = parse_profile("64x64", "720x1280", "2160x3840")
+from .profiles import DEFAULT_TRT_PROFILE, ShapeProfile
 
 
 def onnx_key(checkpoint: Path, model: str, precision: str, opset: int) -> dict[str, str | int]:
