@@ -254,3 +254,27 @@ def test_engine_build_needs_tensorrt_before_any_export(tmp_path) -> None:
     with pytest.raises(tensorrt.MissingDependencyError, match="TensorRT is not installed"):
         model_cache.cached_engine(BUNDLED, root=tmp_path, log=Lines())
     assert not (tmp_path / "onnx").exists()
+
+
+def test_vdeblur_backend_tensorrt_without_tensorrt_is_one_line(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("VDEBLUR_CACHE", str(tmp_path))
+    with pytest.raises(tensorrt.MissingDependencyError, match="TensorRT is not installed"):
+        load_backend(None, "tensorrt", "cpu", log=Lines())
+    assert not (tmp_path / "onnx").exists()
+
+
+def test_export_tensorrt_without_onnx_file_builds_the_bundled_model(tmp_path, monkeypatch, fake_trt, capsys) -> None:
+    from vdeblur.export.cli import main
+
+    builds, _ = fake_trt
+    monkeypatch.setenv("VDEBLUR_CACHE", str(tmp_path))
+    main(["tensorrt", "--min", "360x640", "--max", "1080x1920"])
+    captured = capsys.readouterr()
+    [engine] = (tmp_path / "tensorrt").glob("*.engine")
+    assert captured.out == f"engine {engine}\n" and engine.name.startswith("vdeblur_fast.fp16.opset17.")
+    assert captured.err.startswith("exported vdeblur_fast to ONNX FP16 (cached: ") and len(builds) == 1
+    main(["tensorrt", "--min", "360x640", "--max", "1080x1920"])  # everything cached: no export, no build
+    assert capsys.readouterr().err.startswith("using cached ") and len(builds) == 1
+    with pytest.raises(SystemExit):
+        main(["tensorrt", "--min", "64x64", "--model", "rir"])
+    assert "has no trained weights to build an engine from" in capsys.readouterr().err
