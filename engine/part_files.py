@@ -13,10 +13,10 @@ reused, and mean nothing across containers or NFS clients).
 
 Only files of this exact name pattern are considered (mkstemp's 8 characters from [a-z0-9_]: another
 output's part files never match), only regular files (no links, no folders) owned by the user
-running the cleanup. Where ``fcntl`` is missing (Windows) nothing is removed: a live file cannot be
-told from a dead one there. flock is honoured across processes on local file systems and on NFS
-(Linux maps it to NFS byte-range locks); a part file written by a vdeblur older than this module
-holds no lock and counts as dead.
+running the cleanup. Where ``fcntl`` is missing (Windows), or the file system refuses locks, nothing
+is removed: a live file cannot be told from a dead one there. flock is honoured across processes on
+local file systems and on NFS (Linux maps it to NFS byte-range locks); a part file written by a
+vdeblur older than this module holds no lock and counts as dead.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class PartFile:
     def __init__(self, dst: Path) -> None:
         for _ in range(3):
             fd, name = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=f".part{dst.suffix}", dir=dst.parent)
-            if _lock(fd) and _same_file(fd, Path(name)):
+            _lock(fd)  # waits while a cleanup holds it, which is only ever for an unlink
+            if _same_file(fd, Path(name)):
                 break
             # A cleanup took the file between its creation and our lock, and removed it: start again.
             os.close(fd)
@@ -56,13 +57,17 @@ class PartFile:
             self.fd = -1
 
 
-def _lock(fd: int, wait: bool = True) -> bool:
+def _lock(fd: int, wait: bool = True) -> bool | None:
+    """True: locked by us; False: another process holds it; None: no locks here (no fcntl, or a file
+    system that refuses them), so a live file cannot be told from a dead one."""
     if fcntl is None:
-        return True
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
         return False
+    except OSError:  # ENOLCK, EOPNOTSUPP...: the run goes on unlocked, and no cleanup removes anything
+        return None
     return True
 
 
@@ -86,7 +91,8 @@ def _candidates(dst: Path) -> list[Path]:
 def _open_if_ours(path: Path) -> int | None:
     """A descriptor of ``path`` if it is a regular file of ours (a link is not followed), else None."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # Opened for writing: NFS turns flock into a byte-range lock, which needs a writable descriptor.
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
     except OSError:  # gone, a symlink (ELOOP), unreadable
         return None
     st = os.fstat(fd)
@@ -107,7 +113,7 @@ def remove_stale_part_files(dst: Path) -> list[Path]:
         if fd is None:
             continue
         try:
-            if _lock(fd, wait=False) and _same_file(fd, path):
+            if _lock(fd, wait=False) is True and _same_file(fd, path):
                 path.unlink()
                 removed.append(path)
         except FileNotFoundError:

@@ -122,3 +122,20 @@ def test_part_file_is_locked_while_held(tmp_path) -> None:
     assert remove_stale_part_files(out) == []  # even from this process: flock is per open file
     part.release()
     assert remove_stale_part_files(out) == [part.path]
+
+
+def test_without_locks_nothing_is_removed(tmp_path, monkeypatch) -> None:
+    """A file system that refuses flock (ENOLCK): runs still write, and no cleanup removes anything."""
+    import errno
+
+    from vdeblur.engine import part_files
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(part_files.fcntl, "flock", no_locks)
+    dead = tmp_path / ".v.k1ll3d00.part.mp4"
+    dead.write_bytes(b"x")
+    part = PartFile(tmp_path / "v.mp4")
+    assert part.path.is_file() and remove_stale_part_files(tmp_path / "v.mp4") == [] and dead.exists()
+    part.release()
