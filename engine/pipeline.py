@@ -131,8 +131,9 @@ def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrit
     src, dst = Path(src), Path(dst)
     check_paths(src, dst, overwrite)
     choice = pick_video_io(src, video_io, codec=encode.codec, device=str(backend.device), say=log)  # before any output
-    for stale in remove_stale_part_files(dst):
-        (to_stderr if log is None else log)(f"vdeblur: removed {stale.name}, left in {stale.parent} by an earlier run that was killed")
+    say = to_stderr if log is None else log
+    for stale in remove_stale_part_files(dst):  # what a run killed by SIGKILL or a power cut left
+        say(f"vdeblur: removed {stale.name}, left in {stale.parent} by an earlier run that was killed")
     container = open_input(src)
     stats, started = RunStats(), time.perf_counter()
     part = PartFile(dst)  # locked while this run writes it: another run's cleanup leaves it alone

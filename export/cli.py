@@ -196,7 +196,8 @@ def check_trt_cmd(onnx_file: Path) -> None:
     if not verdict.ok:
         for problem in verdict.problems:
             click.echo(f"{onnx_file}: {problem}", err=True)
-        raise ValueError(f"{onnx_file}: {len(verdict.problems)} problem(s) for TensorRT 10 (checked against {MATRIX_SOURCE})")
+        raise ValueError(f"{onnx_file}: {len(verdict.problems)} problem(s) for TensorRT 10 "
+                         f"(checked against {MATRIX_SOURCE})")
     click.echo(f"{onnx_file}: ok for TensorRT 10's ONNX parser ({verdict.nodes} nodes; {', '.join(verdict.ops)}; one "
                f"optimisation profile covers every input; checked against {MATRIX_SOURCE})")
 

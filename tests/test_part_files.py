@@ -34,7 +34,8 @@ def _long_clip(path: Path, frames: int) -> None:
         v = c.add_stream("libx264", rate=24, options={"preset": "ultrafast"})
         v.width, v.height, v.pix_fmt = 96, 64, "yuv420p"
         for _ in range(frames):
-            c.mux(v.encode(av.VideoFrame.from_ndarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8), format="rgb24")))
+            rgb = rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)
+            c.mux(v.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         c.mux(v.encode(None))
 
 
