@@ -137,6 +137,26 @@ def test_unwritable_cache_falls_back_to_a_temporary_folder(tmp_path) -> None:
     assert path.is_file() and not str(path).startswith(str(tmp_path))
 
 
+def test_read_only_cache_falls_back(tmp_path, monkeypatch) -> None:
+    """A read-only folder refuses the first write, the lock file (root ignores chmod, so the refusal
+    is injected where the kernel would give it: EROFS on a read-only mount)."""
+    from vdeblur.export import artifact_cache
+
+    real_open = open
+
+    def read_only(path, *args, **kwargs):
+        if str(path).startswith(str(tmp_path)) and args and args[0] not in ("r", "rb"):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(artifact_cache, "open", read_only, raising=False)
+    log = Lines()
+    path = model_cache.cached_onnx(BUNDLED, root=tmp_path, log=log)
+    assert log[0].startswith(f"cache folder {tmp_path} cannot be written (Read-only file system); using ")
+    assert path.is_file() and not str(path).startswith(str(tmp_path))
+    assert [p for p in (tmp_path / "onnx").iterdir()] == []
+
+
 def test_full_cache_falls_back_and_leaves_no_partial_file(tmp_path, monkeypatch) -> None:
     export = model_cache._export
 
