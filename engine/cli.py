@@ -1,6 +1,7 @@
 """``vdeblur``: deblur videos from the command line.
 
     vdeblur INPUT OUTPUT [options]          one file
+    vdeblur SOURCE SINK [options]           live: /dev/video0, udp://, rtsp://... or - in; a file, a stream or - out
     vdeblur IN1 IN2 ... OUT_DIR/            several files (or a folder of videos) into a folder
     vdeblur batch IN... OUT_DIR/ --ray-address auto --gpus-per-task 1    the same on a Ray cluster
     vdeblur sample OUT.mp4                  write a short camera-shake demo clip
@@ -18,6 +19,7 @@ from typing import Any
 
 import click
 
+from .live_cli import is_stream_job, live_options, refuse_live_options, run_stream_job
 from .pipeline import EncodeOptions, check_distinct_outputs, deblur_video
 from .tiling import TileSpec
 
@@ -61,8 +63,9 @@ def shared_options(command: Any) -> Any:
 
 
 @cli.command("run")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True)  # str, not Path: a URL's "//" must survive
 @shared_options
+@live_options
 @click.option("--compile", "compile_mode", type=click.Choice(["off", "inductor", "cuda-graphs"]), default="off",
               show_default=True, help="torch backend: torch.compile (first frame of each size compiles) or CUDA graphs.")
 @click.option("--video-io", type=click.Choice(["pyav", "auto", "nvcodec"]), default="pyav", show_default=True,
@@ -80,13 +83,19 @@ def shared_options(command: Any) -> Any:
               help="CPU threads for inference [default: torch's]; leave a core to decode/encode on small machines.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def run_cmd(paths: tuple[Path, ...], model: str | None, backend: str, device: str, fp16: bool, compile_mode: str,
+def run_cmd(paths: tuple[str, ...], model: str | None, backend: str, device: str, fp16: bool, compile_mode: str,
             codec: str, crf: int, preset: str, pix_fmt: str | None, overwrite: bool, reset_on_cut: bool,
             state_reset_every: int, video_io: str, tile: int, tile_overlap: int, streams: int, threads: int | None,
-            quiet: bool, debug: bool) -> None:
-    """Deblur INPUT into OUTPUT, or several inputs into an output folder."""
+            quiet: bool, debug: bool, **live: Any) -> None:
+    """Deblur INPUT into OUTPUT, or several inputs into an output folder; or a live SOURCE into a SINK."""
+    ctx = click.get_current_context()
+
     def work() -> None:
-        jobs = plan_jobs(paths)
+        if is_stream_job(paths):  # a device, network stream or - at either end: engine/live_cli.py
+            run_stream_job(ctx, lambda line: say(quiet, line))
+            return
+        refuse_live_options(ctx)
+        jobs = plan_jobs(tuple(map(Path, paths)))
         tiles = TileSpec(tile, tile_overlap) if tile else None
         if threads is not None:
             import torch

@@ -66,8 +66,8 @@ class _Stop(Exception):
 class _Channel:
     """A bounded queue whose put/get give up as soon as any stage has failed (no deadlock)."""
 
-    def __init__(self, failed: threading.Event) -> None:
-        self.q: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_FRAMES)
+    def __init__(self, failed: threading.Event, size: int = _QUEUE_FRAMES) -> None:
+        self.q: queue.Queue[Any] = queue.Queue(maxsize=size)
         self.failed = failed
 
     def put(self, item: Any) -> None:
@@ -85,6 +85,19 @@ class _Channel:
             except queue.Empty:
                 continue
         raise _Stop
+
+
+def stage(body: Callable[[], None], errors: list[BaseException], failed: threading.Event) -> Callable[[], None]:
+    """``body`` as a stage: its error is recorded and stops the other stages."""
+    def run() -> None:
+        try:
+            body()
+        except _Stop:
+            pass  # another stage failed first; its error is the one reported
+        except BaseException as e:
+            errors.append(e)
+            failed.set()
+    return run
 
 
 def check_paths(src: Path, dst: Path, overwrite: bool) -> None:
@@ -174,15 +187,7 @@ def _run_stages(items: Iterator[DecodedFrame | CudaFrame | av.Packet], stream: D
     to_infer, to_encode = _Channel(failed), _Channel(failed)
 
     def guarded(body: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                body()
-            except _Stop:
-                pass  # another stage failed first; its error is the one reported
-            except BaseException as e:
-                errors.append(e)
-                failed.set()
-        return run
+        return stage(body, errors, failed)
 
     def decode() -> None:
         t = time.perf_counter()

@@ -9,7 +9,7 @@ re-encoding. Errors are raised as ``VideoError`` naming the file and the problem
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -95,7 +95,7 @@ def demux(container: av.container.InputContainer, path: str | Path) -> Iterator[
                     yield packet
                 continue
             for frame in packet.decode():
-                yield DecodedFrame(_to_rgb(frame, reformat), frame.pts, frame.time_base or video.time_base, index)
+                yield DecodedFrame(to_rgb(frame, reformat), frame.pts, frame.time_base or video.time_base, index)
                 index += 1
     except av.error.FFmpegError as e:
         raise VideoError(f"input {path} could not be decoded after {index} frames ({e.strerror or e})") from None
@@ -110,7 +110,7 @@ def _is_full_range(frame_or_ctx: object, pix_fmt: str) -> bool:
     return pix_fmt.startswith("yuvj") or getattr(frame_or_ctx, "color_range", 0) == _FULL_RANGE
 
 
-def _to_rgb(frame: av.VideoFrame, reformat: VideoReformatter) -> np.ndarray:
+def to_rgb(frame: av.VideoFrame, reformat: VideoReformatter) -> np.ndarray:
     # The source range is passed explicitly: a missing range counts as limited, which would crush
     # the blacks and clip the whites of full-range (JPEG-range) input.
     rng = "JPEG" if _is_full_range(frame, frame.format.name) else "MPEG"
@@ -119,11 +119,16 @@ def _to_rgb(frame: av.VideoFrame, reformat: VideoReformatter) -> np.ndarray:
 
 class VideoWriter:
     """Encode RGB frames into ``path`` with the source's timing, colour and rotation, and remux
-    the source's other streams unchanged. Use as a context manager; ``close`` flushes the encoder."""
+    the source's other streams unchanged. Use as a context manager; ``close`` flushes the encoder.
+
+    ``path`` may also be an FFmpeg URL (``udp://...``, ``pipe:1``) when ``format`` names the
+    container; ``codec_options`` are extra encoder options (e.g. ``tune``, ``g``); ``copy_streams``
+    False writes the video stream alone (live sources, whose other streams are not retimed)."""
 
     def __init__(self, path: str | Path, source: av.container.InputContainer, *, codec: str = "libx264",
                  crf: int | None = 18, preset: str | None = "medium", pix_fmt: str | None = None,
-                 format_from: str | Path | None = None, rotation: int = 0) -> None:
+                 format_from: str | Path | None = None, rotation: int = 0, format: str | None = None,
+                 codec_options: Mapping[str, str] | None = None, copy_streams: bool = True) -> None:
         self.path = Path(path)
         src = source.streams.video[0]
         try:
@@ -132,9 +137,9 @@ class VideoWriter:
             raise VideoError(f"video codec {codec!r} is not available for encoding; try libx264, libx265, mpeg4 or ffv1") from None
         # The container format comes from the final name's extension (``format_from``) when ``path``
         # is a temporary name.
-        fmt = _format_for(Path(format_from or self.path))
-        try:
-            self.container = av.open(str(self.path), mode="w", format=fmt)
+        fmt = format or _format_for(Path(format_from or self.path))
+        try:  # str(path), not str(self.path): Path folds the "//" of a URL
+            self.container = av.open(str(path), mode="w", format=fmt)
         except (av.error.FFmpegError, ValueError) as e:
             raise VideoError(f"cannot write {self.path} ({e})") from None
         options = {}
@@ -142,6 +147,7 @@ class VideoWriter:
             options["crf"] = str(crf)
         if preset is not None and codec in ("libx264", "libx265"):
             options["preset"] = preset
+        options.update(codec_options or {})
         rate = src.average_rate or src.guessed_rate
         self.video = self.container.add_stream(codec, rate=rate, options=options)
         cc = src.codec_context
@@ -157,7 +163,7 @@ class VideoWriter:
         self.full_range = _is_full_range(cc, cc.pix_fmt or "")
         self.copies: dict[int, av.stream.Stream] = {}
         for stream in source.streams:
-            if stream.index != src.index and stream.type in ("audio", "subtitle"):
+            if copy_streams and stream.index != src.index and stream.type in ("audio", "subtitle"):
                 out = self.container.add_stream_from_template(stream)
                 out.time_base = stream.time_base  # PyAV #1953: not copied by the template
                 self.copies[stream.index] = out
@@ -167,13 +173,18 @@ class VideoWriter:
             self.video.set_display_rotation(rotation)
         self._reformat = VideoReformatter()
 
-    def write_frame(self, rgb: np.ndarray, pts: int | None, time_base: Fraction) -> None:
+    def write_frame(self, rgb: np.ndarray, pts: int | None, time_base: Fraction) -> list[int | None]:
+        """Encode one frame; returns the pts of the frames whose packets were just written (an
+        encoder with look-ahead returns earlier frames', or none yet)."""
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         frame = self._reformat.reformat(frame, format=self.video.pix_fmt,
                                    dst_colorspace=self.video.codec_context.colorspace or None,
                                    dst_color_range="JPEG" if self.full_range else "MPEG")
         frame.pts, frame.time_base = pts, time_base
-        self.container.mux(self.video.encode(frame))
+        packets = self.video.encode(frame)
+        written = [p.pts for p in packets]  # read before mux, which may rescale them to the muxer's time base
+        self.container.mux(packets)
+        return written
 
     def copy_packet(self, packet: av.Packet) -> None:
         out = self.copies.get(packet.stream.index)
@@ -197,7 +208,8 @@ class VideoWriter:
             self.container.close()
 
 
-_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
+_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
+            ".ts": "mpegts"}
 
 
 def _format_for(path: Path) -> str:

@@ -5,7 +5,7 @@ and converting them there keeps the frame off the host.
 Layouts are NVIDIA's: NV12 is one (H * 3/2, W) uint8 surface, the Y plane on top of the
 interleaved U/V plane; P016 is the same in uint16 with each sample in the high bits (10-bit
 content is ``value << 6``). The colours match FFmpeg's own conversion, the one the PyAV path uses
-(``video_io._to_rgb``), so both paths give the same output: the matrix (BT.601, BT.709, BT.2020)
+(``video_io.to_rgb``), so both paths give the same output: the matrix (BT.601, BT.709, BT.2020)
 and range (limited / full) come from the stream, an unspecified matrix is read as BT.601 like
 swscale does, and each chroma sample covers its 2x2 pixels (swscale's unscaled 4:2:0 -> RGB path
 and NVIDIA's sample kernels do the same).
