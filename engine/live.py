@@ -149,6 +149,7 @@ class _LiveRun:
         self._last_pts: int | None = None
         self._pace_origin: float | None = None
         self._reported = (0.0, 0, 0)  # (time, encoded, latency samples) at the last report line
+        self._reader_gone = False  # the program reading our stdout closed it (ffplay was closed)
 
     def go(self) -> LiveStats:
         started = time.perf_counter()
@@ -159,17 +160,21 @@ class _LiveRun:
                 t.start()
             with _sigterm_as_interrupt():
                 self.stats.ended = self._infer_until_end()
+            if self._reader_gone:
+                self.stats.ended = "the reader of - closed the pipe"
             self.stop.set()
             self.outbox.put(_END)
             threads[1].join()
             if self.errors:
                 raise self.errors[0]
             self._close()
-        except _Stop:
-            self._abandon()
-            raise self.errors[0] from None
-        except BaseException:
-            self._abandon()
+        except BaseException as e:
+            self.failed.set()  # the encode thread stops at its next frame ...
+            if threads[1].is_alive():
+                threads[1].join(timeout=5)  # ... and is out of the writer before it is closed under it
+            self._abandon(writer_free=not threads[1].is_alive())
+            if isinstance(e, _Stop):
+                raise self.errors[0] from None
             raise
         finally:
             self.stop.set()
@@ -184,7 +189,7 @@ class _LiveRun:
     def _infer_until_end(self) -> str:
         """Run frames until the source ends or a stop; returns why it ended."""
         bound = math.inf if self.bound_s is None else self.bound_s
-        pushed = 0
+        pushed, size = 0, None
         try:
             while not self.stop.is_set():
                 if self.failed.is_set():
@@ -196,6 +201,11 @@ class _LiveRun:
                     continue
                 if self.writer is None:
                     self._open_writer()
+                if size is not None and frame.rgb.shape != size:  # the encoder's size is fixed once opened
+                    self.stats.lost = True
+                    return (f"source changed its frame size from {size[1]}x{size[0]} to "
+                            f"{frame.rgb.shape[1]}x{frame.rgb.shape[0]}")
+                size = frame.rgb.shape
                 if pushed and (gap or self._discontinuous(frame)):
                     self.stream.reset()
                     self.stats.gaps += 1
@@ -280,7 +290,17 @@ class _LiveRun:
             if self.pace:
                 self._wait_for(pts)
             assert self.writer is not None  # opened before the first frame was pushed
-            for done in self.writer.write_frame(rgb, pts, self.time_base):
+            if self._reader_gone:
+                continue  # drain what is in flight; nobody reads it any more
+            try:
+                written = self.writer.write_frame(rgb, pts, self.time_base)
+            except BrokenPipeError:
+                if self.sink.kind != "pipe":
+                    raise
+                self._reader_gone = True
+                self.stop.set()
+                continue
+            for done in written:
                 captured = self._pending.pop(done, None) if done is not None else None
                 if captured is not None:
                     self.stats.latency_s.append(time.perf_counter() - captured)
@@ -318,14 +338,20 @@ class _LiveRun:
     def _close(self) -> None:
         """Flush and close the output; a file sink's part file becomes the output."""
         assert self.writer is not None
+        if self._reader_gone:
+            self._abandon()  # no reader: nothing to flush into
+            return
         if self.stats.encoded == 0:
             raise VideoError(f"stopped before the first frame was encoded; no output was written to {self.sink.label}")
         self.writer.close()
         if self.part is not None:
             os.replace(self.part, self.sink.spec)
 
-    def _abandon(self) -> None:
-        if self.writer is not None:
+    def _abandon(self, writer_free: bool = True) -> None:
+        """Error path: close the output without finishing it and remove a part file. A writer
+        still in use by a stuck encode thread is left open (closing it would crash); the part
+        file goes all the same."""
+        if self.writer is not None and writer_free:
             try:
                 self.writer.container.close()
             except (av.error.FFmpegError, OSError):

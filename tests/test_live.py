@@ -300,6 +300,20 @@ def test_pipe_in_and_out(tmp_path: Path, fast_checkpoint) -> None:
     assert _indices(io.BytesIO(result.stdout)) == list(range(12))  # every frame of a pipe is kept, in order
 
 
+def test_closing_the_reader_of_stdout_ends_the_run_cleanly(tmp_path: Path, fast_checkpoint) -> None:
+    clip = tmp_path / "clip.ts"
+    clip.write_bytes(_ts_frames(200)[0])
+    proc = subprocess.Popen([sys.executable, "-m", "vdeblur.engine.cli", str(clip), "-", "--model", str(fast_checkpoint),
+                             "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False)
+    try:
+        assert len(proc.stdout.read(4000)) == 4000  # what `| head -c 4000` or a closed ffplay does
+        proc.stdout.close()
+        code, err = proc.wait(timeout=30), proc.stderr.read().decode()
+    finally:
+        proc.kill()
+    assert code == 0 and "the reader of - closed the pipe" in err, err
+
+
 def test_ctrl_c_closes_a_live_recording(tmp_path: Path, fast_checkpoint) -> None:
     port, out = _free_port(), tmp_path / "rec.mp4"  # MP4: playable only if the trailer was written
     with _UdpSender(port, frames=400, delay=0.0):
