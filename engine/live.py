@@ -5,6 +5,8 @@
 Capture never waits for inference. From a live source (device, network) a frame that could not be
 encoded within ``max_latency_ms`` of its capture is dropped, counted, and the recurrent state is
 reset before the next one (a gap breaks the motion the state carries); order is never changed.
+When inference is steadily slower than the source only the newest frame is run, at the lowest
+latency the model allows (``live_buffer.FrameBuffer``).
 Files and pipes (whose writer waits for us) keep every frame, as the file pipeline does; into a
 network sink they are sent no faster than their own timestamps, so receivers play them in real
 time. The end of the source, its loss (an error, or silence longer than ``source_timeout_s``), a

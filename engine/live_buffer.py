@@ -4,8 +4,12 @@
 must keep reading or the device/socket loses data where nobody counts it. ``take`` hands out the
 oldest frame that can still be finished within the latency bound and drops (counts) the older
 ones, but never the newest: a model slower than the bound still shows the latest picture rather
-than none. Frames leave in capture order; none is reordered. Not live (``drop=False``: files and
-pipes, whose writer waits for us), ``put`` waits for room and every frame is kept.
+than none. The bound is a ceiling, not a target: a queue that does not drain (``STANDING_TAKES``
+takes in a row found a newer frame already waiting: inference is slower than the source, not
+just hiccuping) is cut to its newest frame, so a slow model runs at the lowest latency it can
+instead of at the bound. Frames leave in capture order; none is reordered. Not live
+(``drop=False``: files and pipes, whose writer waits for us), ``put`` waits for room and every
+frame is kept.
 
 ``Retimer`` turns source timestamps into output timestamps that start at 0 and always increase,
 whatever the source does (a capture clock that starts at hours, an MPEG-TS clock that wraps).
@@ -23,6 +27,7 @@ from fractions import Fraction
 import numpy as np
 
 Clock = Callable[[], float]
+STANDING_TAKES = 5  # a hiccup (one slow frame, a burst of packets) drains within a few frames
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class FrameBuffer:
         self.end_reason: str | None = None  # set by finish(): why no more frames will come
         self._frames: deque[Captured] = deque()
         self._gap = False  # frames were lost since the last take (drops or a source-side gap)
+        self._backlogged = 0  # takes in a row that found a newer frame waiting
         self._cond = threading.Condition()
 
     def put(self, frame: Captured, stop: threading.Event | None = None) -> None:
@@ -76,9 +82,11 @@ class FrameBuffer:
                 self._cond.wait(wait_s)
             if not self._frames:
                 return None, False
+            self._backlogged = self._backlogged + 1 if len(self._frames) > 1 else 0
             if self.drop:
                 now = self.clock()
-                while len(self._frames) > 1 and now - self._frames[0].captured_s + remaining_s > bound_s:
+                standing = self._backlogged >= STANDING_TAKES
+                while len(self._frames) > 1 and (standing or now - self._frames[0].captured_s + remaining_s > bound_s):
                     self._frames.popleft()
                     self._lose(1)
             frame = self._frames.popleft()
@@ -130,15 +138,25 @@ class Retimer:
 
 
 class Ema:
-    """Running estimate of a duration (seconds) that follows changes within a few frames."""
+    """Running estimate of a duration (seconds) that follows changes within a few frames.
+
+    ``value`` is the mean plus twice the mean deviation (as TCP estimates its retransmission
+    timeout): the mean alone is exceeded by every other frame, which would breach the bound."""
 
     def __init__(self, weight: float = 0.2) -> None:
-        self.weight, self.value = weight, 0.0
+        self.weight, self.mean, self.deviation = weight, 0.0, 0.0
         self._seen = False
 
+    @property
+    def value(self) -> float:
+        return self.mean + 2 * self.deviation
+
     def update(self, sample: float) -> None:
-        self.value = sample if not self._seen else self.value + self.weight * (sample - self.value)
-        self._seen = True
+        if not self._seen:
+            self.mean, self._seen = sample, True
+            return
+        self.deviation += self.weight * (abs(sample - self.mean) - self.deviation)
+        self.mean += self.weight * (sample - self.mean)
 
 
 def percentile_ms(samples: list[float], q: float) -> float:

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -22,11 +21,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from vdeblur.benchmarks.live import encode_ts, send_in_real_time
 from vdeblur.engine.backends import load_backend
 from vdeblur.engine.cli import cli
 from vdeblur.engine.endpoints import parse_sink, parse_source, sink_target
 from vdeblur.engine.live import LiveOptions, run_live
-from vdeblur.engine.live_buffer import Captured, FrameBuffer, Retimer
+from vdeblur.engine.live_buffer import STANDING_TAKES, Captured, Ema, FrameBuffer, Retimer
 from vdeblur.engine.video_io import VideoError
 
 FPS, SIZE = 25, 64
@@ -56,30 +56,7 @@ def _indices(source: object) -> list[int]:
 
 def _ts_frames(frames: int) -> tuple[bytes, list[int]]:
     """An MPEG-TS clip of pattern frames (a keyframe every 10) and each frame's end offset."""
-    buf, ends = io.BytesIO(), []
-    with av.open(buf, "w", format="mpegts", options={"flush_packets": "1"}) as c:
-        v = c.add_stream("libx264", rate=FPS, options={"tune": "zerolatency", "preset": "ultrafast", "g": "10"})
-        v.width, v.height, v.pix_fmt = SIZE, SIZE, "yuv420p"
-        for i in range(frames):
-            f = av.VideoFrame.from_ndarray(_pattern(i % 256), format="rgb24")
-            f.pts, f.time_base = i, fractions.Fraction(1, FPS)
-            c.mux(v.encode(f))
-            ends.append(buf.tell())
-        c.mux(v.encode(None))
-    return buf.getvalue(), ends
-
-
-def _send_in_real_time(send: Callable[[bytes], None], data: bytes, ends: list[int], stop: threading.Event,
-                       chunk: int = 1316) -> None:
-    """Send each frame's bytes at its time (FPS), in datagram-sized pieces, until done or ``stop``."""
-    t0, start = time.perf_counter(), 0
-    for i, end in enumerate(ends):
-        if stop.is_set():
-            return
-        for k in range(start, end, chunk):
-            send(data[k:min(k + chunk, end)])
-        start = end
-        time.sleep(max(0.0, t0 + (i + 1) / FPS - time.perf_counter()))
+    return encode_ts([_pattern(i % 256) for i in range(frames)], FPS, gop=10)
 
 
 def _free_port(kind: int = socket.SOCK_DGRAM) -> int:
@@ -99,7 +76,7 @@ class _UdpSender:
 
     def _run(self, port: int, delay: float) -> None:
         if not self.stop.wait(delay):
-            _send_in_real_time(lambda b: self.sock.sendto(b, ("127.0.0.1", port)), self.data, self.ends, self.stop)
+            send_in_real_time(lambda b: self.sock.sendto(b, ("127.0.0.1", port)), self.data, self.ends, FPS, self.stop)
 
     def __enter__(self) -> "_UdpSender":
         self.thread.start()
@@ -178,6 +155,31 @@ def test_frame_buffer_drops_late_frames_in_order_but_never_the_newest() -> None:
     assert buf.ended and buf.end_reason == "end of stream"
 
 
+def test_a_standing_queue_is_cut_to_the_newest_frame_well_inside_the_bound() -> None:
+    now = [0.0]
+    buf = FrameBuffer(64, drop=True, clock=lambda: now[0])
+    ages, taken, next_capture, i = [], [], 0.0, 0
+    for _ in range(40):  # inference takes 0.1 s a frame, the source sends one every 0.04 s
+        while next_capture <= now[0] + 1e-9:
+            buf.put(_frame(i, next_capture))
+            i, next_capture = i + 1, next_capture + 0.04
+        frame, _ = buf.take(bound_s=10.0, remaining_s=0.0)  # a bound that would never drop anything
+        ages.append(now[0] - frame.captured_s)
+        taken.append(frame.index)
+        now[0] += 0.1
+    assert max(ages[:STANDING_TAKES]) > 0.1  # a backlog builds at first (it could be a hiccup) ...
+    assert max(ages[STANDING_TAKES + 1:]) <= 0.04 + 1e-9  # ... then only the newest frame is run
+    buf.discard()  # what is still waiting counts as dropped too
+    assert taken == sorted(taken) and buf.dropped == i - len(taken)
+
+
+def test_remaining_time_estimate_covers_jitter() -> None:
+    e = Ema()
+    for sample in [0.1, 0.2] * 20:
+        e.update(sample)
+    assert 0.14 < e.mean < 0.16 and e.value > 0.2  # above most samples, not their average
+
+
 def test_frame_buffer_without_drops_keeps_every_frame_and_waits_for_room() -> None:
     buf = FrameBuffer(2, drop=False)
     stop = threading.Event()
@@ -235,7 +237,7 @@ def test_tcp_source_that_disappears_mid_stream_closes_a_playable_output(tmp_path
 
     def serve() -> None:
         conn, _ = server.accept()
-        _send_in_real_time(conn.sendall, data[:ends[24]], ends[:25], threading.Event())
+        send_in_real_time(conn.sendall, data[:ends[24]], ends[:25], FPS, threading.Event())
         # RST instead of FIN: the connection breaks as a crashed camera's would
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         conn.close()
