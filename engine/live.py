@@ -46,6 +46,7 @@ from .video_io import VideoError, VideoWriter, to_rgb
 _BUFFER_FRAMES = 16  # capture -> inference: rides out a stall (a first-frame compile); ~100 MB at 1080p
 _ENCODE_FRAMES = 2  # inference -> encode: short, so a slow sink shows as counted drops, not hidden latency
 _GAP_FRAMES = 3  # a source timestamp jump of more than this many frames means frames were lost there
+_PAUSE_S = 0.5  # a read that waited longer is a pause of the source, left out of the fps span
 DEFAULT_LATENCY_MS = 300.0
 
 
@@ -66,7 +67,7 @@ class LiveStats:
     gaps: int = 0  # state resets after lost frames
     latency_s: list[float] = field(default_factory=list)
     wall_s: float = 0.0  # the whole run, start-up and the final silence of a quiet source included
-    active_s: float = 0.0  # first frame captured to last frame encoded: what the fps figures divide by
+    active_s: float = 0.0  # first frame captured to last encoded, less the source's pauses: the fps span
     ended: str = ""
     lost: bool = False  # the source failed or went quiet (rather than ending or being stopped)
 
@@ -138,6 +139,8 @@ class _LiveRun:
         self.rate = video.average_rate or video.guessed_rate
         self.stats = LiveStats()
         self._first_capture_s: float | None = None
+        self._paused_s = 0.0  # reads that waited longer than _PAUSE_S (the MPEG-TS demuxer hands over
+        # a stream's last frame only when the read after it times out: that wait is not throughput)
         self.buffer = FrameBuffer(_BUFFER_FRAMES, drop=bound_s is not None)
         self.failed = threading.Event()
         self.errors: list[BaseException] = []
@@ -238,7 +241,10 @@ class _LiveRun:
         packets = self.container.demux(video)
         while not self.stop.is_set():
             try:
+                asked = time.perf_counter()
                 packet = next(packets)
+                if (waited := time.perf_counter() - asked) > _PAUSE_S:
+                    self._paused_s += waited
             except StopIteration:
                 return self.buffer.finish("end of stream")
             except (av.error.FFmpegError, OSError) as e:
@@ -309,7 +315,7 @@ class _LiveRun:
             self.remaining.update(time.perf_counter() - started)
             self.stats.encoded += 1
             if self._first_capture_s is not None:
-                self.stats.active_s = time.perf_counter() - self._first_capture_s
+                self.stats.active_s = time.perf_counter() - self._first_capture_s - self._paused_s
             self._report()
 
     def _wait_for(self, pts: int) -> None:
