@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ SOURCE_SCHEMES = ("http", "https", "rtmp", "rtsp", "srt", "tcp", "udp")
 SINK_FORMATS = {"udp": "mpegts", "tcp": "mpegts", "srt": "mpegts", "rtsp": "rtsp", "rtmp": "flv"}
 STREAM_FORMATS = ("mpegts", "matroska")  # for "-" (stdout)
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_DEVICE_NAME = re.compile(r"^/dev/(video\d+|v4l/.+)$")
 _ALLOWED_SOURCES = f"a video file, a capture device (/dev/videoN), {', '.join(s + '://' for s in SOURCE_SCHEMES)} or - (stdin)"
 _ALLOWED_SINKS = f"a video file, {', '.join(s + '://' for s in SINK_FORMATS)} or - (stdout)"
 # Live probing: FFmpeg's defaults read up to 5 s of a stream before the first frame comes out.
@@ -55,14 +57,22 @@ class Endpoint:
 
 
 def is_stream(spec: str) -> bool:
-    """True for anything that is not a plain file path: ``-``, a URL or a device under /dev."""
-    return spec == "-" or bool(_URL.match(spec)) or spec.startswith("/dev/")
+    """True for anything that is not a plain file path: ``-``, a URL or a capture device."""
+    return spec == "-" or bool(_URL.match(spec)) or is_device(spec)
+
+
+def is_device(spec: str) -> bool:
+    """A character device, or a missing path named like one (so that its absence is reported as a
+    missing camera); a file under /dev/shm is a file."""
+    if os.path.exists(spec):
+        return stat.S_ISCHR(os.stat(spec).st_mode)
+    return bool(_DEVICE_NAME.match(spec))
 
 
 def parse_source(spec: str) -> Endpoint:
     if spec == "-":
         return Endpoint("pipe", spec)
-    if spec.startswith("/dev/"):
+    if is_device(spec):
         return Endpoint("device", spec)
     match = _URL.match(spec)
     if match is None:
@@ -76,7 +86,7 @@ def parse_source(spec: str) -> Endpoint:
 def parse_sink(spec: str) -> Endpoint:
     if spec == "-":
         return Endpoint("pipe", spec)
-    if spec.startswith("/dev/"):
+    if is_device(spec):
         raise VideoError(f"sink {spec}: writing to devices is not supported; allowed: {_ALLOWED_SINKS}")
     match = _URL.match(spec)
     if match is None:

@@ -183,9 +183,12 @@ class _LiveRun:
             raise
         finally:
             self.stop.set()
-            threads[0].join(timeout=self.options.source_timeout_s + 1)  # a read in progress ends by its timeout
+            # Capture sees the stop at its next packet; from a quiet source that is its read timeout
+            # away, which Ctrl-C should not wait for. A thread still reading keeps the container
+            # (closing it under the read would crash); it ends by itself at the timeout.
+            threads[0].join(timeout=1.0)
             if not threads[0].is_alive():
-                self.container.close()  # else still reading: closing under it would crash; the process exit frees it
+                self.container.close()
             self.buffer.discard()  # captured but not run when the run stopped: counted with the drops
             self.stats.dropped = self.buffer.dropped
         self.stats.wall_s = time.perf_counter() - started

@@ -124,12 +124,13 @@ def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
 def test_endpoints_are_classified() -> None:
     assert parse_source("clip.mp4").kind == "file" and parse_source("-").kind == "pipe"
     assert parse_source("/dev/video0").kind == "device" and parse_source("/dev/video0").is_live
+    assert parse_source("/dev/null").kind == "device" and parse_source("/dev/shm/clip.mp4").kind == "file"
     assert parse_source("rtsp://cam.local/stream").scheme == "rtsp" and parse_source("udp://127.0.0.1:5000").is_live
     assert not parse_source("-").is_live  # a pipe's writer waits for us: every frame is kept
     assert sink_target(parse_sink("udp://127.0.0.1:5000?pkt_size=1316"), "mpegts") == ("udp://127.0.0.1:5000?pkt_size=1316", "mpegts")
     assert sink_target(parse_sink("rtsp://127.0.0.1:8554/live"), "mpegts")[1] == "rtsp"
     assert sink_target(parse_sink("-"), "matroska") == ("pipe:1", "matroska")
-    for bad, allowed in (("ftp://host/x", "udp://"), ("/dev/video0", "stdout")):
+    for bad, allowed in (("ftp://host/x", "udp://"), ("/dev/video0", "stdout"), ("/dev/null", "stdout")):
         with pytest.raises(VideoError, match=f"allowed: .*{allowed}"):
             (parse_source if bad.startswith("ftp") else parse_sink)(bad)
 
