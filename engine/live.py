@@ -35,10 +35,13 @@ from typing import Any
 import av
 from av.video.reformatter import VideoReformatter
 
+from vdeblur.export.artifact_cache import to_stderr
+
 from .backends.base import Backend
 from .endpoints import Endpoint, check_source, open_source, parse_sink, parse_source, sink_target
 from .live_buffer import Captured, Ema, FrameBuffer, Retimer, percentile_ms
-from .pipeline import _END, EncodeOptions, _Channel, _Stop, check_paths, new_part_file, stage
+from .part_files import PartFile, remove_stale_part_files
+from .pipeline import _END, EncodeOptions, _Channel, _Stop, check_paths, stage
 from .stream import DeblurStream
 from .tiling import TileSpec
 from .video_io import VideoError, VideoWriter, to_rgb
@@ -149,7 +152,7 @@ class _LiveRun:
         self.remaining = Ema()  # seconds from inference start to the packet written
         self.pace = bound_s is None and sink.kind == "network"
         self.writer: VideoWriter | None = None
-        self.part: Path | None = None
+        self.part: PartFile | None = None  # a file sink's hidden part file, locked while written
         self._pending: dict[int, float] = {}  # output pts -> capture time, until its packet is written
         self._last_pts: int | None = None
         self._pace_origin: float | None = None
@@ -283,8 +286,12 @@ class _LiveRun:
         common: dict[str, Any] = dict(codec=enc.codec, crf=enc.crf, preset=enc.preset, pix_fmt=enc.pix_fmt,
                                       codec_options=live_codec_options(enc.codec, self.rate), copy_streams=False)
         if self.sink.is_file:
-            self.part = new_part_file(Path(self.sink.spec))
-            self.writer = VideoWriter(self.part, self.container, format_from=self.sink.spec, **common)
+            dst = Path(self.sink.spec)
+            for stale in remove_stale_part_files(dst):  # what a run killed by SIGKILL or a power cut left
+                (self.log or to_stderr)(f"vdeblur: removed {stale.name}, left in {stale.parent} by an earlier "
+                                        f"run that was killed")
+            self.part = PartFile(dst)
+            self.writer = VideoWriter(self.part.path, self.container, format_from=dst, **common)
         else:
             target, fmt = sink_target(self.sink, self.options.stream_format)
             self.writer = VideoWriter(target, self.container, format=fmt, **common)
@@ -356,7 +363,8 @@ class _LiveRun:
             raise VideoError(f"stopped before the first frame was encoded; no output was written to {self.sink.label}")
         self.writer.close()
         if self.part is not None:
-            os.replace(self.part, self.sink.spec)
+            os.replace(self.part.path, self.sink.spec)
+            self.part.release()
 
     def _abandon(self, writer_free: bool = True) -> None:
         """Error path: close the output without finishing it and remove a part file. A writer
@@ -368,7 +376,8 @@ class _LiveRun:
             except (av.error.FFmpegError, OSError):
                 pass  # the sink already failed; the error being raised says why
         if self.part is not None:
-            self.part.unlink(missing_ok=True)
+            self.part.path.unlink(missing_ok=True)
+            self.part.release()
 
 
 @contextmanager

@@ -205,10 +205,14 @@ def test_retimer_starts_at_zero_keeps_gaps_and_never_goes_back() -> None:
 # --- real streams on 127.0.0.1 ------------------------------------------------------------------
 
 def test_udp_stream_into_a_file_ends_cleanly_when_the_sender_goes_quiet(tmp_path: Path, backend, one_thread) -> None:
-    port, out = _free_port(), tmp_path / "live.mkv"
+    port, out, lines = _free_port(), tmp_path / "live.mkv", []
+    stale = tmp_path / ".live.k1ll3d_0.part.mkv"  # what a run killed by SIGKILL left (no lock held)
+    stale.write_bytes(b"half a video")
     with _UdpSender(port, frames=40):
-        stats = run_live(f"udp://127.0.0.1:{port}", str(out), backend, options=LiveOptions(source_timeout_s=1.0))
+        stats = run_live(f"udp://127.0.0.1:{port}", str(out), backend, options=LiveOptions(source_timeout_s=1.0),
+                         log=lines.append)
     assert stats.lost and "quiet" in stats.ended
+    assert not stale.exists() and any(stale.name in line for line in lines)
     got = _indices(str(out))  # the file is complete and playable, under its final name only
     assert _no_part_files(tmp_path)
     assert len(got) == stats.encoded >= 20 and got == sorted(set(got)) and set(got) <= set(range(40))
