@@ -300,6 +300,15 @@ def test_an_engine_error_mid_run_leaves_no_output(tmp_path: Path, backend, one_t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.ts"]
 
 
+def test_a_frame_size_change_ends_the_run_with_a_playable_output(tmp_path: Path, backend, one_thread) -> None:
+    clip, out = tmp_path / "two_sizes.ts", tmp_path / "out.mkv"
+    wider = [np.full((SIZE, 96, 3), 128, np.uint8)] * 10
+    clip.write_bytes(_ts_frames(10)[0] + encode_ts(wider, FPS)[0])  # a sender restarted at another size
+    stats = run_live(str(clip), str(out), backend)
+    assert "changed its frame size from 64x64 to 96x64" in stats.ended
+    assert _indices(str(out)) == list(range(10)) and _no_part_files(tmp_path)
+
+
 def test_pipe_in_and_out(tmp_path: Path, fast_checkpoint) -> None:
     data, _ = _ts_frames(12)
     result = _cli("-", "-", "--model", str(fast_checkpoint), "--threads", "1", "--quiet", input=data)
