@@ -95,14 +95,14 @@ def parse_checkpoints(specs: tuple[str, ...]) -> dict[str, Path]:
 
 def resolve_model(name: str, checkpoints: dict[str, Path]) -> tuple[DeblurModel, str]:
     """The model to benchmark and a description of its weights: the given checkpoint, the bundled
-    one for the default model, or random weights (say so: their quality figures mean nothing)."""
+    one when the model has bundled weights, or random weights (say so: their quality figures mean nothing)."""
     import vdeblur
     from vdeblur.train.checkpoint import load_checkpoint
     from vdeblur.train.registry import build_model
 
     path = checkpoints.get(name)
-    if path is None and name == "vdeblur_fast" and vdeblur.bundled_model_path().is_file():
-        path = vdeblur.bundled_model_path()
+    if path is None and vdeblur.bundled_model_path(name).is_file():
+        path = vdeblur.bundled_model_path(name)
     if path is None:
         return build_model(name).eval(), "random (untrained)"
     model, info = load_checkpoint(path)

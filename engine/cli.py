@@ -42,7 +42,7 @@ def cli() -> None:
 
 
 _SHARED_OPTIONS = [  # what `run` and `batch` both take: the model, where it runs, how the output is encoded
-    click.option("--model", default=None, help="Checkpoint (.safetensors), ONNX file, TensorRT engine, or a model name with bundled weights [default: the bundled vdeblur_fast]."),
+    click.option("--model", default=None, help="Checkpoint (.safetensors), ONNX file, TensorRT engine, or a model name with bundled weights [default: the bundled vdeblur_deep; vdeblur_fast is the real-time option]."),
     click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "tensorrt"]), default="auto", show_default=True),
     click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N"),
     click.option("--fp16", is_flag=True, help="FP16 inference (CUDA only)."),

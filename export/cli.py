@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from vdeblur import DEFAULT_MODEL
 from vdeblur.train.archs.base import DeblurModel
 
 from .parity import CANDIDATES, THRESHOLD_DB
@@ -27,7 +28,7 @@ def load_model(spec: str | None) -> DeblurModel:
     from vdeblur.train.checkpoint import load_checkpoint
     from vdeblur.train.registry import build_model, list_models
 
-    spec = _bundled_or(spec or "vdeblur_fast")
+    spec = _bundled_or(spec or DEFAULT_MODEL)
     if spec.endswith(".safetensors") or Path(spec).is_file():
         model, _ = load_checkpoint(spec)
         return model
@@ -130,10 +131,10 @@ def tensorrt_cmd(onnx_file: Path | None, min_: str, opt: str | None, max_: str |
         from .model_cache import cached_onnx
 
         import_tensorrt()  # fail before the export if the library is absent
-        checkpoint = Path(_bundled_or(model_spec or "vdeblur_fast"))
+        checkpoint = Path(_bundled_or(model_spec or DEFAULT_MODEL))
         if not checkpoint.is_file():
             raise ValueError(f"--model {model_spec!r} has no trained weights to build an engine from; give a "
-                             ".safetensors checkpoint or a model name with bundled weights (vdeblur_fast)")
+                             ".safetensors checkpoint or a model name with bundled weights (vdeblur_deep, vdeblur_fast)")
         onnx_file = cached_onnx(checkpoint, "fp32" if fp32 else "fp16", log=lambda line: click.echo(line, err=True))
         out_dir = out_dir or cache_root() / "tensorrt"
     info = read_graph_info(onnx_file)
@@ -203,7 +204,7 @@ def check_trt_cmd(onnx_file: Path) -> None:
 
 
 @cli.command("parity")
-@click.option("--model", "model_spec", default="vdeblur_fast", show_default=True,
+@click.option("--model", "model_spec", default=DEFAULT_MODEL, show_default=True,
               help="registered model name (its bundled weights when there are some) or .safetensors checkpoint")
 @click.option("--video", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="clip to compare on [default: the sample clip `vdeblur sample` writes]")

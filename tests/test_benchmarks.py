@@ -150,8 +150,8 @@ def test_quick_run_writes_json_with_every_field(quick_run) -> None:
     import vdeblur
 
     quality_weights = {r["method"]: r["weights"] for r in data["quality"]}
-    if vdeblur.bundled_model_path().is_file():
-        assert quality_weights["vdeblur_fast"] == str(vdeblur.bundled_model_path())
+    if vdeblur.bundled_model_path("vdeblur_fast").is_file():
+        assert quality_weights["vdeblur_fast"] == str(vdeblur.bundled_model_path("vdeblur_fast"))
         assert not any("Untrained" in note for note in data["notes"])
     else:
         assert any("Untrained" in note for note in data["notes"])

@@ -165,11 +165,13 @@ def test_cell_state_nodes_follow_the_unrolled_loop(tmp_path) -> None:
 
 
 def test_cli_onnx_and_errors(tmp_path, capsys) -> None:
-    out = tmp_path / "fast.onnx"
+    out = tmp_path / "default.onnx"
     main(["onnx", str(out)])  # no --model: the bundled default, as `vdeblur` runs it
     captured = capsys.readouterr()
-    assert "random weights" not in captured.err and "vdeblur_fast, fp32, pad to 16" in captured.out
-    assert read_graph_info(out).model == "vdeblur_fast"
+    assert "random weights" not in captured.err and "vdeblur_deep, fp32, pad to 16" in captured.out
+    assert read_graph_info(out).model == "vdeblur_deep"
+    main(["onnx", "--model", "vdeblur_fast", str(tmp_path / "fast.onnx")])  # the other bundled model
+    assert "random weights" not in capsys.readouterr().err and read_graph_info(tmp_path / "fast.onnx").model == "vdeblur_fast"
     main(["onnx", "--model", "rir", str(tmp_path / "rir.onnx")])  # a name without bundled weights
     assert "rir has random weights" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:

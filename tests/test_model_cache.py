@@ -23,7 +23,7 @@ from vdeblur.export.artifact_cache import cache_root, check_entry, record_path
 from vdeblur.export.engine_cache import DeviceEnv, read_sidecar, sidecar_path
 from vdeblur.export.profiles import parse_profile
 
-BUNDLED = bundled_model_path()
+BUNDLED = bundled_model_path("vdeblur_fast")
 
 
 class Lines(list):
@@ -206,7 +206,8 @@ def test_vdeblur_cli_exports_then_reuses(tmp_path) -> None:
         assert done.returncode == 0, done.stderr
         lines.append(done.stderr.splitlines()[0])
     entry = _entry(tmp_path / "cache")
-    assert lines == [f"vdeblur: exported vdeblur_fast to ONNX FP32 (cached: {entry})", f"vdeblur: using cached {entry}"]
+    # No --model: the bundled default.
+    assert lines == [f"vdeblur: exported vdeblur_deep to ONNX FP32 (cached: {entry})", f"vdeblur: using cached {entry}"]
 
 
 # --- TensorRT: the library is replaced by a stand-in for its build call (never run for real here) ---
@@ -292,8 +293,8 @@ def test_export_tensorrt_without_onnx_file_builds_the_bundled_model(tmp_path, mo
     main(["tensorrt", "--min", "360x640", "--max", "1080x1920"])
     captured = capsys.readouterr()
     [engine] = (tmp_path / "tensorrt").glob("*.engine")
-    assert captured.out == f"engine {engine}\n" and engine.name.startswith("vdeblur_fast.fp16.opset17.")
-    assert captured.err.startswith("exported vdeblur_fast to ONNX FP16 (cached: ") and len(builds) == 1
+    assert captured.out == f"engine {engine}\n" and engine.name.startswith("vdeblur_deep.fp16.opset17.")
+    assert captured.err.startswith("exported vdeblur_deep to ONNX FP16 (cached: ") and len(builds) == 1
     main(["tensorrt", "--min", "360x640", "--max", "1080x1920"])  # everything cached: no export, no build
     assert capsys.readouterr().err.startswith("using cached ") and len(builds) == 1
     with pytest.raises(SystemExit):

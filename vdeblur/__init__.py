@@ -10,7 +10,11 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
+# What ``vdeblur`` runs without --model: the quality model. ``vdeblur_fast`` (also bundled) is the
+# real-time option; the README says which to pick when.
+DEFAULT_MODEL = "vdeblur_deep"
 
-def bundled_model_path(name: str = "vdeblur_fast") -> Path:
+
+def bundled_model_path(name: str = DEFAULT_MODEL) -> Path:
     """Path of a checkpoint shipped inside the package (``vdeblur/models/<name>.safetensors``)."""
     return Path(str(resources.files("vdeblur") / "models" / f"{name}.safetensors"))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from vdeblur import bundled_model_path
+from vdeblur import DEFAULT_MODEL, bundled_model_path
 from vdeblur.train.checkpoint import load_checkpoint
 
 from .base import Backend
@@ -26,7 +26,7 @@ _ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 def resolve_model(spec: str | None) -> Path:
     """``None`` -> the bundled default; a registry name -> its bundled weights; else a file path."""
     if spec is None:
-        spec = "vdeblur_fast"
+        spec = DEFAULT_MODEL
     path = Path(spec)
     if path.suffix:
         if not path.is_file():
