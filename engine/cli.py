@@ -94,7 +94,8 @@ def run_cmd(paths: tuple[Path, ...], model: str | None, backend: str, device: st
             torch.set_num_threads(threads)
         from .backends import load_backend
 
-        engine = load_backend(model, backend, device, fp16, compile_mode)
+        engine = load_backend(model, backend, device, fp16, compile_mode,
+                              log=lambda line: say(quiet, f"vdeblur: {line}"))  # the export cache's line
         say(quiet, f"vdeblur: {getattr(engine, 'label', engine.name)} backend")
         encoding = EncodeOptions(codec, crf, preset, pix_fmt)
         if streams > 1 and len(jobs) > 1:

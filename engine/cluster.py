@@ -34,7 +34,8 @@ import torch
 
 from .backends import load_backend
 from .backends.base import Backend
-from .pipeline import EncodeOptions, check_distinct_outputs, deblur_video, stale_part_files
+from .part_files import remove_stale_part_files
+from .pipeline import EncodeOptions, check_distinct_outputs, deblur_video
 
 INSTALL_HINT = "pip install 'vdeblur[cluster]'"
 # Raised by a task, these are retried like a dead worker: they can pass on another attempt (a GPU
@@ -180,7 +181,6 @@ def deblur_file(src: str, dst: str, settings: TaskSettings) -> FileResult:
     anything else is raised for Ray to retry (system failures) or report (bugs)."""
     started = time.perf_counter()
     node = socket.gethostname()
-    remove_stale_parts(Path(dst))  # a killed earlier attempt never reached its own cleanup
     try:
         engine = _backend(settings.model, settings.backend, settings.device, settings.fp16)
         stats = deblur_video(src, dst, engine, overwrite=settings.overwrite, encode=settings.encode,
@@ -189,14 +189,6 @@ def deblur_file(src: str, dst: str, settings: TaskSettings) -> FileResult:
         return FileResult(src, dst, False, wall_s=round(time.perf_counter() - started, 3), error=str(e),
                           error_kind="input", node=node)
     return FileResult(src, dst, True, stats.frames, round(time.perf_counter() - started, 3), node=node)
-
-
-def remove_stale_parts(dst: Path) -> list[Path]:
-    """Delete the temporary files of ``dst`` that a killed attempt left (``pipeline.stale_part_files``)."""
-    stale = stale_part_files(dst)
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
 
 
 def import_ray() -> Any:
@@ -247,5 +239,5 @@ def _collect(ray: Any, ref: Any, src: str, dst: str) -> FileResult:
         error = f"{type(cause).__name__}: {cause}".splitlines()[0]
     except ray.exceptions.RayError as e:  # the worker or node died, or the object was lost, retries used up
         kind, error = "system", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    remove_stale_parts(Path(dst))  # best effort: the driver may not see the workers' storage
+    remove_stale_part_files(Path(dst))  # best effort: the driver may not see the workers' storage
     return FileResult(src, dst, False, error=error, error_kind=kind)

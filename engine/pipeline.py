@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import queue
-import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,10 +23,12 @@ import av
 import numpy as np
 import torch
 
+from vdeblur.export.artifact_cache import to_stderr
 from vdeblur.train.frames import to_uint8
 
 from .backends.base import Backend
 from .nvcodec import CudaFrame, NvencWriter, VideoIOChoice, nvdec_demux, pick_video_io
+from .part_files import PartFile, remove_stale_part_files
 from .stream import DeblurStream
 from .tiling import TileSpec
 from .video_io import DecodedFrame, VideoError, VideoWriter, demux, open_input, peek_rotation, source_info
@@ -131,9 +131,13 @@ def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrit
     src, dst = Path(src), Path(dst)
     check_paths(src, dst, overwrite)
     choice = pick_video_io(src, video_io, codec=encode.codec, device=str(backend.device), say=log)  # before any output
+    say = to_stderr if log is None else log
+    for stale in remove_stale_part_files(dst):  # what a run killed by SIGKILL or a power cut left
+        say(f"vdeblur: removed {stale.name}, left in {stale.parent} by an earlier run that was killed")
     container = open_input(src)
     stats, started = RunStats(), time.perf_counter()
-    tmp = new_part_file(dst)
+    part = PartFile(dst)  # locked while this run writes it: another run's cleanup leaves it alone
+    tmp = part.path
     try:
         total = source_info(container).frames
         gpu = backend.device.index or 0
@@ -147,6 +151,7 @@ def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrit
         tmp.unlink(missing_ok=True)
         raise
     finally:
+        part.release()
         container.close()
     stats.wall_s = time.perf_counter() - started
     return stats
@@ -159,30 +164,6 @@ def _open_writer(choice: VideoIOChoice, tmp: Path, src: Path, dst: Path, contain
                            rotation=peek_rotation(src), gpu=gpu)
     return VideoWriter(tmp, container, codec=encode.codec, crf=encode.crf, preset=encode.preset,
                        pix_fmt=encode.pix_fmt, format_from=dst, rotation=peek_rotation(src))
-
-
-def new_part_file(dst: Path) -> Path:
-    """A fresh hidden file beside ``dst`` for the output to grow in: ``.{stem}.XXXXXXXX.part{suffix}``."""
-    fd, name = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=f".part{dst.suffix}", dir=dst.parent)
-    os.close(fd)
-    _plain_permissions(Path(name))
-    return Path(name)
-
-
-def stale_part_files(dst: Path) -> list[Path]:
-    """Files ``new_part_file(dst)`` made that a killed run left behind. The pattern (mkstemp's 8
-    random characters, no dot) never matches the part file of another output in the same folder."""
-    if not dst.parent.is_dir():
-        return []
-    pattern = re.compile(rf"\.{re.escape(dst.stem)}\.[a-z0-9_]{{8}}\.part{re.escape(dst.suffix)}")
-    return [p for p in dst.parent.iterdir() if pattern.fullmatch(p.name)]
-
-
-def _plain_permissions(path: Path) -> None:
-    """mkstemp makes 0600 files; the finished video should get the mode any new file would (umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def _run_stages(items: Iterator[DecodedFrame | CudaFrame | av.Packet], stream: DeblurStream,

@@ -21,11 +21,13 @@ from .profiles import parse_profile
 _EXPECTED = (ValueError, KeyError, RuntimeError, OSError)
 
 
-def load_model(spec: str) -> DeblurModel:
-    """A registered model name (random weights, with a warning) or a ``.safetensors`` checkpoint."""
+def load_model(spec: str | None) -> DeblurModel:
+    """The bundled default (``None``), a registered model name (its bundled weights when there are
+    some, as ``vdeblur`` does; random weights with a warning otherwise) or a ``.safetensors`` checkpoint."""
     from vdeblur.train.checkpoint import load_checkpoint
     from vdeblur.train.registry import build_model, list_models
 
+    spec = _bundled_or(spec or "vdeblur_fast")
     if spec.endswith(".safetensors") or Path(spec).is_file():
         model, _ = load_checkpoint(spec)
         return model
@@ -35,6 +37,9 @@ def load_model(spec: str) -> DeblurModel:
     click.echo(f"warning: {spec} has random weights (no checkpoint given); the export is for testing the "
                "pipeline, not for deblurring", err=True)
     return build_model(spec).eval()
+
+
+_MODEL_HELP = "registered model name or .safetensors checkpoint [default: the bundled vdeblur_fast]"
 
 
 def _profile_options(fn: Callable[..., None]) -> Callable[..., None]:
@@ -53,13 +58,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 @cli.command("onnx")
-@click.option("--model", "model_spec", required=True, help="registered model name or .safetensors checkpoint")
+@click.option("--model", "model_spec", default=None, help=_MODEL_HELP)
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--fp16", is_flag=True, help="FP16 graph with FP32 inputs/outputs (cell state and norms stay FP32)")
 @click.option("--opset", default=17, show_default=True, type=int)
 @click.option("--check-image", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="with --fp16: run FP32 and FP16 graphs on this photo (ONNX Runtime) and report the PSNR between them")
-def onnx_cmd(model_spec: str, out: Path, fp16: bool, opset: int, check_image: Path | None) -> None:
+def onnx_cmd(model_spec: str | None, out: Path, fp16: bool, opset: int, check_image: Path | None) -> None:
     """Export one time step of a model to OUT (.onnx)."""
     from .onnx import export_onnx
 
@@ -99,20 +104,38 @@ def _check_fp16(model: DeblurModel, fp16_path: Path, image: Path, opset: int) ->
 
 
 @cli.command("tensorrt")
-@click.argument("onnx_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("onnx_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_profile_options
+@click.option("--model", "model_spec", default=None,
+              help="without ONNX_FILE: " + _MODEL_HELP + ", exported through the cache")
 @click.option("--fp32", is_flag=True, help="FP32 engine (default FP16)")
 @click.option("--workspace-mib", default=1024, show_default=True, type=int)
 @click.option("--opt-level", default=3, show_default=True, type=int, help="builder optimisation level 0..5")
 @click.option("--on-stale", type=click.Choice(["rebuild", "refuse"]), default="rebuild", show_default=True)
-@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="default: beside ONNX_FILE, or the cache folder's tensorrt/ for --model")
 @click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path))
-def tensorrt_cmd(onnx_file: Path, min_: str, opt: str | None, max_: str | None, fp32: bool, workspace_mib: int,
-                 opt_level: int, on_stale: str, out_dir: Path | None, timing_cache: Path | None) -> None:
-    """Build (or reuse) a TensorRT engine + JSON sidecar from ONNX_FILE."""
+def tensorrt_cmd(onnx_file: Path | None, min_: str, opt: str | None, max_: str | None, model_spec: str | None,
+                 fp32: bool, workspace_mib: int, opt_level: int, on_stale: str, out_dir: Path | None,
+                 timing_cache: Path | None) -> None:
+    """Build (or reuse) a TensorRT engine + JSON sidecar from ONNX_FILE, or from --model (default: the
+    bundled model) through the export cache."""
+    from .artifact_cache import cache_root
     from .onnx import read_graph_info
-    from .tensorrt import BuildConfig, build_engine
+    from .tensorrt import BuildConfig, build_engine, import_tensorrt
 
+    if onnx_file is not None and model_spec is not None:
+        raise ValueError("give an ONNX_FILE or --model, not both")
+    if onnx_file is None:
+        from .model_cache import cached_onnx
+
+        import_tensorrt()  # fail before the export if the library is absent
+        checkpoint = Path(_bundled_or(model_spec or "vdeblur_fast"))
+        if not checkpoint.is_file():
+            raise ValueError(f"--model {model_spec!r} has no trained weights to build an engine from; give a "
+                             ".safetensors checkpoint or a model name with bundled weights (vdeblur_fast)")
+        onnx_file = cached_onnx(checkpoint, "fp32" if fp32 else "fp16", log=lambda line: click.echo(line, err=True))
+        out_dir = out_dir or cache_root() / "tensorrt"
     info = read_graph_info(onnx_file)
     cfg = BuildConfig(parse_profile(min_, opt, max_, info.in_channels), "fp32" if fp32 else "fp16", workspace_mib,
                       opt_level, on_stale, out_dir, timing_cache)
@@ -120,11 +143,11 @@ def tensorrt_cmd(onnx_file: Path, min_: str, opt: str | None, max_: str | None, 
 
 
 @cli.command("torch-trt")
-@click.option("--model", "model_spec", required=True, help="registered model name or .safetensors checkpoint")
+@click.option("--model", "model_spec", default=None, help=_MODEL_HELP)
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @_profile_options
 @click.option("--fp32", is_flag=True, help="FP32 (default FP16)")
-def torch_trt_cmd(model_spec: str, out: Path, min_: str, opt: str | None, max_: str | None, fp32: bool) -> None:
+def torch_trt_cmd(model_spec: str | None, out: Path, min_: str, opt: str | None, max_: str | None, fp32: bool) -> None:
     """Compile with Torch-TensorRT (dynamo) and save with torch_tensorrt.save to OUT."""
     from .torch_trt import compile_and_save, import_torch_tensorrt
 
@@ -160,6 +183,25 @@ def trtexec_cmd(onnx_file: Path, min_: str, opt: str | None, max_: str | None, e
     click.echo(format_command(trtexec_command(info, opts)))
 
 
+@cli.command("check-trt")
+@click.argument("onnx_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def check_trt_cmd(onnx_file: Path) -> None:
+    """Check ONNX_FILE statically against TensorRT 10's ONNX operator support matrix (no TensorRT needed)."""
+    import onnx
+
+    from .onnx import read_graph_info
+    from .trt_support import MATRIX_SOURCE, check_graph
+
+    verdict = check_graph(onnx.load(str(onnx_file)), read_graph_info(onnx_file))
+    if not verdict.ok:
+        for problem in verdict.problems:
+            click.echo(f"{onnx_file}: {problem}", err=True)
+        raise ValueError(f"{onnx_file}: {len(verdict.problems)} problem(s) for TensorRT 10 "
+                         f"(checked against {MATRIX_SOURCE})")
+    click.echo(f"{onnx_file}: ok for TensorRT 10's ONNX parser ({verdict.nodes} nodes; {', '.join(verdict.ops)}; one "
+               f"optimisation profile covers every input; checked against {MATRIX_SOURCE})")
+
+
 @cli.command("parity")
 @click.option("--model", "model_spec", default="vdeblur_fast", show_default=True,
               help="registered model name (its bundled weights when there are some) or .safetensors checkpoint")
@@ -172,7 +214,7 @@ def parity_cmd(model_spec: str, video: Path | None, frames: int, candidates: str
     """PSNR of faster paths (FP16, torch.compile, CUDA graphs, ONNX) against FP32, state carried; exit 1 below the bar."""
     from .parity import check_parity, markdown_table
 
-    model = load_model(_bundled_or(model_spec))
+    model = load_model(model_spec)
     clip = _read_frames(video, frames)
     results = check_parity(model, clip, [c.strip() for c in candidates.split(",") if c.strip()], threshold_db,
                            log=lambda line: click.echo(line, err=True))

@@ -9,12 +9,12 @@ with a message saying what differs instead of failing deep inside TensorRT.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from .artifact_cache import atomic_write, file_sha256
 from .contract import GraphInfo
 from .profiles import ShapeProfile
 
@@ -49,6 +49,9 @@ class EngineRecord:
     opt_level: int
     graph: dict[str, str]  # GraphInfo.to_metadata() of the ONNX file
     format: str = FORMAT
+    # sha256 of the engine file, so a truncated or damaged engine is rebuilt, not deserialized;
+    # empty in sidecars written before it was recorded (those engines are not checked).
+    engine_sha256: str = ""
 
     @property
     def graph_info(self) -> GraphInfo:
@@ -61,11 +64,7 @@ class EngineRecord:
 
 def model_hash(onnx_path: str | Path) -> str:
     """sha256 of the ONNX file's bytes: any re-export, even of the same weights, is a new model."""
-    digest = hashlib.sha256()
-    with open(onnx_path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(onnx_path)
 
 
 def _slug(text: str) -> str:
@@ -94,11 +93,8 @@ def sidecar_path(engine: str | Path) -> Path:
 
 
 def write_sidecar(engine: str | Path, record: EngineRecord) -> Path:
-    path = sidecar_path(engine)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(record), indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    text = json.dumps(asdict(record), indent=2, sort_keys=True) + "\n"
+    return atomic_write(sidecar_path(engine), lambda tmp: tmp.write_text(text))
 
 
 def read_sidecar(engine: str | Path) -> EngineRecord:
@@ -130,21 +126,34 @@ def differences(built: EngineRecord, wanted: EngineRecord, *, runtime_only: bool
 
 def needs_build(engine: str | Path, wanted: EngineRecord, on_stale: str = "rebuild") -> bool:
     """True if ``engine`` is missing or stale and may be (re)built; raises if stale and ``refuse``."""
+    return bool(build_reason(engine, wanted, on_stale))
+
+
+def build_reason(engine: str | Path, wanted: EngineRecord, on_stale: str = "rebuild") -> str:
+    """Why ``engine`` must be (re)built for ``wanted`` ("" if it can be reused): missing, no or damaged
+    sidecar, built for other facts, or bytes that do not match the sidecar's sha256. With ``refuse`` a
+    stale or damaged engine raises StaleEngineError instead (a missing one may still be built)."""
     if on_stale not in ON_STALE:
         raise ValueError(f"on_stale {on_stale!r} is not one of {', '.join(ON_STALE)}")
     engine = Path(engine)
     if not engine.is_file():
-        return True
+        return "missing"
     try:
-        diff = differences(read_sidecar(engine), wanted)
-    except StaleEngineError:
+        built = read_sidecar(engine)
+    except StaleEngineError as e:
         if on_stale == "refuse":
             raise
-        return True
-    if diff and on_stale == "refuse":
-        raise StaleEngineError(f"engine {engine} is stale: built for {'; '.join(diff)}; "
-                               "rebuild it (vdeblur-export tensorrt --on-stale rebuild)")
-    return bool(diff)
+        return str(e)
+    diff = differences(built, wanted)
+    if diff:
+        reason = f"stale: built for {'; '.join(diff)}"
+    elif built.engine_sha256 and file_sha256(engine) != built.engine_sha256:
+        reason = "corrupt: its bytes do not match the sha256 in its sidecar"
+    else:
+        return ""
+    if on_stale == "refuse":
+        raise StaleEngineError(f"engine {engine} is {reason}; rebuild it (vdeblur-export tensorrt --on-stale rebuild)")
+    return reason
 
 
 def check_runnable(engine: str | Path, env: DeviceEnv, onnx_path: str | Path | None = None) -> EngineRecord:
@@ -158,6 +167,8 @@ def check_runnable(engine: str | Path, env: DeviceEnv, onnx_path: str | Path | N
     diff = differences(record, now, runtime_only=True)
     if onnx_path and record.model_sha256 != now.model_sha256:
         diff.append(f"model hash {record.model_sha256[:12]} (now {now.model_sha256[:12]} of {onnx_path})")
+    if record.engine_sha256 and file_sha256(engine) != record.engine_sha256:
+        diff.append("other engine bytes (the file does not match the sha256 in its sidecar: corrupt)")
     if diff:
         raise StaleEngineError(f"engine {engine} cannot run here: built for {'; '.join(diff)}; "
                                "rebuild it on this machine with vdeblur-export tensorrt")

@@ -107,3 +107,8 @@ def profile_shapes(info: GraphInfo, profile: ShapeProfile) -> dict[str, tuple[Sh
     """``{input name: (min, opt, max)}`` for the frame and every state input."""
     per_size = [input_shapes(info, s) for s in (profile.min, profile.opt, profile.max)]
     return {name: (per_size[0][name], per_size[1][name], per_size[2][name]) for name in info.input_names}
+
+
+# What `vdeblur --backend tensorrt` builds for a checkpoint: any video from 64x64 to 4K, tuned for 720p
+# (the frame size is not known when the backend is made; other sizes: vdeblur-export tensorrt --min/--max).
+DEFAULT_TRT_PROFILE = parse_profile("64x64", "720x1280", "2160x3840")

@@ -11,12 +11,14 @@ TensorRT 10: TensorRT 11 removed weak typing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .engine_cache import (DeviceEnv, EngineRecord, engine_path, model_hash, needs_build, timing_cache_path,
+from .artifact_cache import atomic_write_bytes, build_lock
+from .engine_cache import (DeviceEnv, EngineRecord, build_reason, engine_path, model_hash, timing_cache_path,
                            write_sidecar)
 from .onnx import read_graph_info
 from .profiles import ShapeProfile, profile_shapes
@@ -85,6 +87,13 @@ def engine_precision(graph_precision: str, wanted: str, trt_major: int) -> str:
 
 def build_engine(onnx_path: str | Path, cfg: BuildConfig) -> Path:
     """Build (or reuse, if its sidecar still matches) the engine for ``onnx_path``; returns its path."""
+    return ensure_engine(onnx_path, cfg)[0]
+
+
+def ensure_engine(onnx_path: str | Path, cfg: BuildConfig) -> tuple[Path, str]:
+    """The engine for ``onnx_path`` and ``cfg``, and why it was (re)built ("" when a matching one was
+    reused). The build holds the entry's lock, so two processes never build the same engine at once;
+    the engine and then its sidecar (with the engine's sha256) are each renamed into place."""
     onnx_path = Path(onnx_path)
     info = read_graph_info(onnx_path)
     trt = import_tensorrt()
@@ -95,16 +104,15 @@ def build_engine(onnx_path: str | Path, cfg: BuildConfig) -> Path:
                           profile=cfg.profile.to_dict(), precision=precision, workspace_mib=cfg.workspace_mib,
                           opt_level=cfg.opt_level, graph=info.to_metadata())
     engine = engine_path(onnx_path, record, cfg.out_dir)
-    if not needs_build(engine, record, cfg.on_stale):
-        return engine
-    cache_file = cfg.timing_cache or timing_cache_path(engine, env)
-    plan = _build_serialized(trt, onnx_path, cfg, precision, profile_shapes(info, cfg.profile), cache_file)
-    engine.parent.mkdir(parents=True, exist_ok=True)
-    tmp = engine.with_name(engine.name + ".tmp")
-    tmp.write_bytes(plan)
-    tmp.replace(engine)
-    write_sidecar(engine, record)
-    return engine
+    with build_lock(engine):  # checked again under the lock: another process may have just built it
+        reason = build_reason(engine, record, cfg.on_stale)
+        if not reason:
+            return engine, ""
+        cache_file = cfg.timing_cache or timing_cache_path(engine, env)
+        plan = _build_serialized(trt, onnx_path, cfg, precision, profile_shapes(info, cfg.profile), cache_file)
+        atomic_write_bytes(engine, plan)
+        write_sidecar(engine, replace(record, engine_sha256=hashlib.sha256(plan).hexdigest()))
+    return engine, reason
 
 
 def _build_serialized(trt: ModuleType, onnx_path: Path, cfg: BuildConfig, precision: str,
@@ -134,8 +142,7 @@ def _build_serialized(trt: ModuleType, onnx_path: Path, cfg: BuildConfig, precis
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    cache_file.write_bytes(bytes(cache.serialize()))
+    atomic_write_bytes(cache_file, bytes(cache.serialize()))
     return bytes(plan)
 
 

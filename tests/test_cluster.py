@@ -13,6 +13,7 @@ import pytest
 from conftest import make_clip
 
 from vdeblur.engine import cluster
+from vdeblur.engine.part_files import remove_stale_part_files
 from vdeblur.engine.pipeline import EncodeOptions, deblur_video
 
 ray = pytest.importorskip("ray", reason="Ray is the optional 'cluster' extra")
@@ -106,8 +107,8 @@ def test_stale_part_pattern_is_deblur_videos_own(tmp_path, fast_checkpoint):
                  encode=_FAST, progress=lambda *_: parts.extend(p.name for p in out.iterdir()))
     [part] = set(parts)
     (out / part).write_bytes(b"left by a killed run")
-    assert cluster.remove_stale_parts(out / "a.mp4") == []  # a sibling output's file is not ours
-    assert cluster.remove_stale_parts(out / "a.b.mp4") == [out / part]
+    assert remove_stale_part_files(out / "a.mp4") == []  # a sibling output's file is not ours
+    assert remove_stale_part_files(out / "a.b.mp4") == [out / part]
     assert sorted(p.name for p in out.iterdir()) == ["a.b.mp4"]
 
 

@@ -129,7 +129,7 @@ def test_bad_arguments_are_refused(tmp_path) -> None:
         read_graph_info(tmp_path / "junk.onnx")
 
 
-@pytest.mark.parametrize("name", ["vdeblur_fast", "deblurgan", "pix2pix_sa_ca_gr_sn"])
+@pytest.mark.parametrize("name", ["vdeblur_fast", "vdeblur_deep", "deblurgan", "pix2pix_sa_ca_gr_sn"])
 def test_fp16_graph(name: str, photo: np.ndarray, tmp_path) -> None:
     """FP16 graph: checker-clean, FP32 I/O, cell state and normalisation in FP32, and on a real photo
     finite and close to FP32. ORT CPU has FP16 kernels for few of these ops: it computes the others in
@@ -166,10 +166,12 @@ def test_cell_state_nodes_follow_the_unrolled_loop(tmp_path) -> None:
 
 def test_cli_onnx_and_errors(tmp_path, capsys) -> None:
     out = tmp_path / "fast.onnx"
-    main(["onnx", "--model", "vdeblur_fast", str(out)])
+    main(["onnx", str(out)])  # no --model: the bundled default, as `vdeblur` runs it
     captured = capsys.readouterr()
-    assert "random weights" in captured.err and "pad to 16" in captured.out
+    assert "random weights" not in captured.err and "vdeblur_fast, fp32, pad to 16" in captured.out
     assert read_graph_info(out).model == "vdeblur_fast"
+    main(["onnx", "--model", "rir", str(tmp_path / "rir.onnx")])  # a name without bundled weights
+    assert "rir has random weights" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["onnx", "--model", "no_such_model", str(tmp_path / "x.onnx")])
     assert exit_info.value.code == 1

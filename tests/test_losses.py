@@ -134,3 +134,19 @@ def test_perceptual_weights_refused_with_reasons(tmp_path) -> None:
     other.write_bytes(b"x")
     with pytest.raises(ValueError, match="allowed: .pth, .pt, .safetensors"):
         load_vgg19_features(head, other)
+
+
+def test_fft_loss_is_zero_on_equal_images_and_weighs_lost_detail() -> None:
+    from vdeblur.train.losses import FFTLoss
+
+    torch.manual_seed(0)
+    sharp = torch.rand(2, 3, 32, 32)
+    loss = FFTLoss()
+    assert loss(sharp, sharp).item() == 0
+    blurred = torch.nn.functional.avg_pool2d(sharp, 3, stride=1, padding=1, count_include_pad=False)
+    offset = sharp + (blurred - sharp).abs().mean()  # the same mean absolute error, spent on brightness only
+    # Equal pixel L1, but blur spreads its error over many frequencies, a brightness offset over one (DC).
+    assert loss(blurred, sharp) > 3 * loss(offset, sharp)
+    pred = blurred.clone().requires_grad_(True)
+    loss(pred, sharp).backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0

@@ -51,7 +51,7 @@ def test_contract_on_tiny_odd_frames(name: str) -> None:
         assert not torch.allclose(fresh, outs[2])
 
 
-@pytest.mark.parametrize("name", ["vdeblur_fast", "deblurgan_feedback"])
+@pytest.mark.parametrize("name", ["vdeblur_fast", "vdeblur_deep", "deblurgan_feedback"])
 def test_recurrent_state_layout_follows_padded_frame(name: str) -> None:
     model = build_model(name)
     for slot, s in zip(model.state_slots, model.initial_state(2, 251, 341)):
@@ -134,3 +134,25 @@ def test_padding_reflects_small_pads_and_replicates_large_ones() -> None:
     assert p.shape == (1, 1, 4, 4) and torch.equal(p[..., 3, :], x[..., 1, :])
     big = pad_to_multiple(x, 16)
     assert big.shape == (1, 1, 16, 16) and torch.equal(big[..., 15, 15], x[..., 2, 3])
+
+
+def test_deep_model_starts_as_identity_and_its_feedback_path_carries_the_previous_frame() -> None:
+    model = build_model("vdeblur_deep").eval()
+    frame = torch.rand(1, 3, 48, 64)
+    state = model.initial_state(1, 48, 64)
+    assert [s.name for s in model.state_slots] == ["h", "c", "f"]
+    with torch.no_grad():
+        out, state = model(frame, state)
+        assert torch.equal(out, frame)  # zero head: an untrained model changes nothing
+        _randomise_zero_params(model)
+        first, after_one = model(frame, model.initial_state(1, 48, 64))
+        # Only the fine feedback differs between these two states: it must reach the output.
+        kept = (*after_one[:2], torch.zeros_like(after_one[2]))
+        with_feedback, _ = model(frame, after_one)
+        without_feedback, _ = model(frame, kept)
+    assert after_one[2].shape == (1, model.cfg.feedback, 12, 16)
+    assert not torch.allclose(with_feedback, without_feedback)
+    no_feedback = build_model("vdeblur_deep", {"feedback": 0, "lstm_hidden": 0})
+    assert not no_feedback.is_recurrent and no_feedback.initial_state(1, 48, 64) == ()
+    with pytest.raises(ValueError, match="vdeblur_deep has 4 levels"):
+        build_model("vdeblur_deep", {"channels": (8, 8, 8)})

@@ -129,3 +129,45 @@ def test_bad_inputs_name_what_is_allowed(photo: np.ndarray) -> None:
         render_shake_clip(photo.astype(np.float32), frames=1, height=64, width=64, seed=0)
     with pytest.raises(ValueError, match="need 9 video frames"):
         render_video_clip(np.stack([photo] * 4), frames=3, height=64, width=64, seed=0, per_output=3)
+
+
+def test_dead_leaves_are_deterministic_dense_and_power_law() -> None:
+    from vdeblur.train.synth.deadleaves import DeadLeaves, DeadLeavesConfig, power_law_radii
+    from vdeblur.train.synth.sources import open_source
+
+    small = DeadLeavesConfig(size=96, discs=600)
+    source = DeadLeaves(count=3, seed=5, config=small)
+    a, b = source.read(1), DeadLeaves(count=3, seed=5, config=small).read(1)
+    assert a.shape == (96, 96, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
+    assert not np.array_equal(a, source.read(2))
+    # Edges everywhere, at every scale: strong gradients over a good share of the image.
+    grad = np.abs(np.diff(a.astype(np.int16), axis=1)).max(axis=2)
+    assert (grad > 20).mean() > 0.05
+    # Radii follow r^-alpha: the fitted log-log slope of their histogram is close to -alpha.
+    radii = power_law_radii(np.random.default_rng(0), 200_000, DeadLeavesConfig(alpha=3.0, r_min=1, r_max=100))
+    hist, edges = np.histogram(radii, bins=np.geomspace(1, 100, 12))
+    density = hist / np.diff(edges)
+    slope = np.polyfit(np.log(np.sqrt(edges[1:] * edges[:-1])), np.log(density), 1)[0]
+    assert -3.2 < slope < -2.8 and radii.min() >= 1 and radii.max() <= 100
+    assert isinstance(open_source("deadleaves"), DeadLeaves)
+    with pytest.raises(IndexError, match="outside dead leaves"):
+        source.read(3)
+    with pytest.raises(ValueError, match="invalid dead-leaves config"):
+        DeadLeavesConfig(r_min=5, r_max=2)
+
+
+def test_render_dataset_takes_blur_scale_and_prefix(tmp_path) -> None:
+    import json
+
+    from vdeblur.train.data import scan_gopro
+    from vdeblur.train.synth.render_dataset import main
+
+    for prefix in ("ph", "dl"):
+        main(["--source", "deadleaves", "--out", str(tmp_path), "--split", "train", "--sequences", "2", "--frames", "2",
+              "--size", "48x64", "--blur-px", "4", "6", "--scale", "0.2", "0.3", "--prefix", prefix])
+    names = [s.name for s in scan_gopro(tmp_path, "train")]
+    assert names == ["dl00000", "dl00001", "ph00000", "ph00001"]
+    record = json.loads((tmp_path / "train-dl.json").read_text())
+    assert record["blur_px"] == [4.0, 6.0] and record["scale"] == [0.2, 0.3] and record["frames_written"] == 4
+    with pytest.raises(SystemExit):
+        main(["--source", "deadleaves", "--out", str(tmp_path), "--blur-px", "6", "4"])

@@ -25,6 +25,7 @@ TINY_MODEL = {
     "deblurgan_feedback": "{ngf = 4, n_blocks = 1, iterations = 2}",
     "rir": "{channels = 8, groups = 1, blocks_per_group = 1}",
     "vdeblur_fast": "{channels = [8, 8, 8, 8], res_blocks = [0, 0, 0, 0], lstm_hidden = 8}",
+    "vdeblur_deep": "{channels = [8, 8, 8, 8], enc_blocks = [0, 1, 1, 1], dec_blocks = [0, 1, 0], lstm_hidden = 8, feedback = 4}",
 }
 
 
@@ -164,3 +165,73 @@ def test_cli_errors_are_one_line(gopro: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "train.crop = 30 is not a multiple of 4, which rir needs" in result.output
     result = runner.invoke(main, ["--list-presets"])
     assert result.exit_code == 0 and result.output.split() == list_presets()
+
+
+def test_cpu_limit_counts_training_cpu_across_resumes(gopro: Path, tmp_path: Path) -> None:
+    cfg = load_config("rir", tiny_sets("rir", gopro) + ["train.steps=50"])
+    first = Trainer(cfg, tmp_path, CPU)
+    first.run(cpu_limit_s=1e-9)  # any step spends more than this: one step, then a checkpoint
+    assert first.step == 1 and first.train_cpu_s > 0
+    saved = torch.load(tmp_path / "last.train.pt", weights_only=False)["train_cpu_s"]
+    assert saved == first.train_cpu_s
+    resumed = Trainer(cfg, tmp_path, CPU, resume=True)
+    assert resumed.train_cpu_s == saved
+    resumed.run(cpu_limit_s=saved)  # the budget is already spent: the resumed run stops after one step
+    assert resumed.step == 2 and resumed.train_cpu_s > saved
+    with (tmp_path / "log.csv").open() as f:
+        cpu = [float(r["cpu_s"]) for r in csv.DictReader(f)]
+    assert len(cpu) == 2 and cpu[1] > cpu[0] > 0
+
+
+def test_init_from_takes_weights_not_optimiser_and_refuses_another_model(gopro: Path, tmp_path: Path) -> None:
+    base = tiny_sets("vdeblur_deep", gopro) + ["train.steps=3"]
+    source = Trainer(load_config("vdeblur_deep", base + ["optim.lr_g=3e-3"]), tmp_path / "a", CPU)
+    source.run()
+    # Another batch size and learning rate (what a GPU stage changes) are fine: only the model must match.
+    warm = Trainer(load_config("vdeblur_deep", base + ["train.batch=1", "optim.lr_g=1e-4"]), tmp_path / "b", CPU,
+                   init_from=tmp_path / "a")
+    assert warm.step == 0 and not warm.opt_g.state_dict()["state"]
+    for (k, p), q in zip(warm.g.state_dict().items(), source.g.state_dict().values()):
+        assert torch.equal(p, q), k
+    for p, q in zip(warm.ema.module.parameters(), source.ema.module.parameters()):
+        assert torch.equal(p, q)
+    with pytest.raises(ConfigError, match="--init-from: .* trained vdeblur_deep .*, not vdeblur_deep"):
+        Trainer(load_config("vdeblur_deep", base + ["model.overrides={channels = [8, 8, 8, 8], feedback = 0}"]),
+                tmp_path / "c", CPU, init_from=tmp_path / "a")
+    with pytest.raises(ConfigError, match="--init-from: .*nowhere.* does not exist"):
+        Trainer(load_config("vdeblur_deep", base), tmp_path / "d", CPU, init_from=tmp_path / "nowhere")
+    result = CliRunner().invoke(main, ["--config", "rir", "--resume", "--init-from", str(tmp_path / "a"),
+                                       "--out", str(tmp_path / "e")])
+    assert result.exit_code == 2 and "give one of them" in result.output
+
+
+def test_packed_run_resumes_on_its_own_with_the_same_config(gopro: Path, tmp_path: Path) -> None:
+    from vdeblur.train.config import to_toml
+    from vdeblur.train.pack import pack_run
+
+    sets = tiny_sets("vdeblur_deep", gopro) + ["train.steps=4", 'optim.betas=[0.9, 0.9]', "loss.fft_weight=0.1"]
+    cfg = load_config("vdeblur_deep", sets)
+    assert load_config_from_text(to_toml(cfg), tmp_path) == cfg
+    run = Trainer(cfg, tmp_path / "run", CPU)
+    run.run(until=2)
+    files = pack_run(tmp_path / "run", tmp_path / "packed")
+    assert {f.name for f in files} == {"last.safetensors", "log.csv", "last.train.pt", "run.toml"}
+    packed = torch.load(tmp_path / "packed" / "last.train.pt", weights_only=False)
+    moments = [v for s in packed["opt_g"]["state"].values() for k, v in s.items() if k.startswith("exp_avg")]
+    assert moments and all(m.dtype == torch.bfloat16 for m in moments)
+    # A fresh process elsewhere: only the packed folder and its run.toml.
+    resumed = Trainer(load_config(tmp_path / "packed" / "run.toml"), tmp_path / "packed", CPU, resume=True)
+    assert resumed.step == 2 and all(v.dtype == torch.float32 for s in resumed.opt_g.state.values() for v in s.values()
+                                     if v.dim() > 0)
+    for p, q in zip(resumed.g.parameters(), run.g.parameters()):
+        assert torch.equal(p, q)
+    resumed.run()
+    assert resumed.step == 4
+    with pytest.raises(ValueError, match="not into itself"):
+        pack_run(tmp_path / "packed", tmp_path / "packed")
+
+
+def load_config_from_text(text: str, folder: Path) -> Config:
+    path = folder / "cfg.toml"
+    path.write_text(text)
+    return load_config(path)

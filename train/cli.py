@@ -29,11 +29,16 @@ USER_ERRORS = (ValueError, KeyError, FileNotFoundError, ImportError, OSError)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a config value, e.g. train.batch=8 (repeatable)")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), metavar="MINUTES",
               help="stop (with a checkpoint) after this much training time; --resume continues")
+@click.option("--cpu-limit", type=click.FloatRange(min=0, min_open=True), metavar="MINUTES",
+              help="stop (with a checkpoint) once the run's training CPU time, summed over resumes, reaches this")
+@click.option("--init-from", type=click.Path(path_type=Path), metavar="RUN_DIR",
+              help="start from another run's weights (fresh optimiser and schedule; the config may differ but for the model)")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (1 is fastest on a busy shared machine)")
 @click.option("--list-presets", "show_presets", is_flag=True, help="print the preset names and exit")
 @click.option("--debug", is_flag=True, help="show tracebacks")
 def main(config: str | None, steps: int | None, out: Path | None, resume: bool, device: str, sets: tuple[str, ...],
-         time_limit: float | None, threads: int | None, show_presets: bool, debug: bool) -> None:
+         time_limit: float | None, cpu_limit: float | None, init_from: Path | None, threads: int | None,
+         show_presets: bool, debug: bool) -> None:
     """Train a deblurring generator (GAN or content-only) with checkpoints and exact resume."""
     if show_presets:
         click.echo("\n".join(list_presets()))
@@ -43,7 +48,9 @@ def main(config: str | None, steps: int | None, out: Path | None, resume: bool, 
     if threads:
         torch.set_num_threads(threads)
     try:
-        train(config, steps, out, resume, device, sets, time_limit)
+        if resume and init_from:
+            raise click.UsageError("--resume continues a run in --out; --init-from starts a new one: give one of them")
+        train(config, steps, out, resume, device, sets, time_limit, cpu_limit, init_from)
     except USER_ERRORS as e:
         if debug:
             raise
@@ -52,16 +59,17 @@ def main(config: str | None, steps: int | None, out: Path | None, resume: bool, 
 
 
 def train(config: str, steps: int | None, out: Path | None, resume: bool, device: str, sets: tuple[str, ...],
-          time_limit: float | None) -> None:
+          time_limit: float | None, cpu_limit: float | None = None, init_from: Path | None = None) -> None:
     cfg = load_config(config, [*sets, *([f"train.steps={steps}"] if steps else [])])
     out = out or Path("runs") / preset_path(config).stem
     info = setup(device)
     try:
-        trainer = Trainer(cfg, out, info, resume=resume)
+        trainer = Trainer(cfg, out, info, resume=resume, init_from=init_from)
         if info.is_main:
             click.echo(f"{cfg.model.name}: {sum(p.numel() for p in trainer.g.parameters()) / 1e6:.2f} M params, "
                        f"{info.world_size} process(es) on {info.device}, step {trainer.step} -> {cfg.train.steps}, out {out}")
-        metrics = trainer.run(time_limit_s=time_limit * 60 if time_limit else None)
+        metrics = trainer.run(time_limit_s=time_limit * 60 if time_limit else None,
+                              cpu_limit_s=cpu_limit * 60 if cpu_limit else None)
         if info.is_main:
             shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
             click.echo(f"stopped at step {trainer.step}: {shown}; checkpoint {out / 'last.safetensors'}")

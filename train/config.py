@@ -8,6 +8,7 @@ strings). Unknown keys and wrongly typed values are refused by name.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import typing
 from collections.abc import Mapping, Sequence
@@ -68,6 +69,7 @@ class DataConfig:
 class LossConfig:
     content: str = "l1"
     content_weight: float = 1.0
+    fft_weight: float = 0.0  # L1 between spectra (losses.FFTLoss); MIMO-UNet uses 0.1
     perceptual_weight: float = 0.0
     perceptual_layer: str = "conv3_3"
     vgg_weights: str = ""  # torchvision vgg19 state dict (.pth or .safetensors); needed when perceptual_weight > 0
@@ -168,6 +170,28 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp in (int, str, bool) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
         return value
     raise ConfigError(f"{key} must be {getattr(tp, '__name__', tp)}; got {value!r}")
+
+
+def to_toml(cfg: Config) -> str:
+    """``cfg`` as a TOML file that ``load_config`` reads back to an equal Config (a run's own record,
+    what ``--resume`` on another machine is given as ``--config``)."""
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)  # JSON string escapes are valid TOML basic-string escapes
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, Mapping):
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
+        raise ConfigError(f"cannot write {v!r} ({type(v).__name__}) as TOML")
+
+    sections = []
+    for name, fields in cfg.to_dict().items():
+        sections.append(f"[{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in fields.items()))
+    return "\n".join(sections)
 
 
 def list_presets() -> list[str]:

@@ -28,7 +28,7 @@ from .synth.sources import open_source
 VAL_SEED_OFFSET = 1_000_000
 # Keys that may change when a run is resumed: they change how long and how visibly it runs, not what it learns.
 RESUMABLE_CHANGES = {"train.steps", "train.val_every", "train.ckpt_every", "train.log_every", "data.workers"}
-LOG_COLUMNS = ("step", "it_per_s", "lr_g", "g_loss", "content", "perceptual", "gan", "d_loss", "gp",
+LOG_COLUMNS = ("step", "it_per_s", "lr_g", "cpu_s", "g_loss", "content", "fft", "perceptual", "gan", "d_loss", "gp",
                "val_psnr", "val_ssim", "val_input_psnr", "val_input_ssim")
 
 

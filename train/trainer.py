@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
 import time
 from collections import defaultdict
@@ -24,13 +25,18 @@ from .checkpoint import load_weights, save_checkpoint
 from .config import Config, ConfigError
 from .distributed import DistInfo, any_rank, epoch_loader, unwrap, wrap
 from .edges import prepare_input
-from .losses import GANObjective, PerceptualLoss, content_loss, gradient_penalty
+from .losses import FFTLoss, GANObjective, PerceptualLoss, content_loss, gradient_penalty
 from .metrics import psnr_ssim_uint8
 from .padding import run_padded
 from .registry import build_model
 from .run_state import RunLog, build_critic, build_datasets, capture_rng, check_resumable, restore_rng
 
 Batch = dict[str, torch.Tensor]
+
+
+def json_roundtrip(value: object) -> object:
+    """``value`` as it reads back from a saved config (tuples become lists)."""
+    return json.loads(json.dumps(value))
 
 
 class EMA:
@@ -65,7 +71,8 @@ def lr_factor(step: int, cfg: Config) -> float:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, out: str | Path, info: DistInfo, *, resume: bool = False) -> None:
+    def __init__(self, cfg: Config, out: str | Path, info: DistInfo, *, resume: bool = False,
+                 init_from: str | Path | None = None) -> None:
         self.cfg, self.out, self.info, self.device = cfg, Path(out), info, info.device
         torch.manual_seed(cfg.train.seed + info.rank)
         self.g = build_model(cfg.model.name, cfg.model.overrides).to(self.device)
@@ -83,6 +90,7 @@ class Trainer:
             self.opt_d = self._adam(self.critic, cfg.optim.lr_d)
             self.gan = GANObjective(cfg.loss.gan)
         self.content = content_loss(cfg.loss.content)
+        self.fft = FFTLoss() if cfg.loss.fft_weight > 0 else None
         self.perceptual = self._perceptual()
         self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.amp) if self.device.type == "cuda" else None
         optimizers = [self.opt_g] + ([self.opt_d] if self.critic is not None else [])
@@ -92,11 +100,16 @@ class Trainer:
         self.scalers = [torch.amp.GradScaler(self.device.type, enabled=self.amp is torch.float16) for _ in optimizers]
         self.train_set, self.val_set = build_datasets(cfg, self.window)
         self.step, self.epoch, self.batch_in_epoch, self.best_psnr = 0, 0, 0, -math.inf
+        # CPU seconds this process spent on training steps (data + step, not validation or saving),
+        # summed over resumes: the budget unit of the model study, fair however busy the machine is.
+        self.train_cpu_s = 0.0
         self.log = RunLog(self.out, enabled=info.is_main)
         if resume:
             self.load()
         elif (self.out / "last.train.pt").exists():
             raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+        elif init_from is not None:
+            self.init_from(Path(init_from))
 
     def _adam(self, module: nn.Module, lr: float) -> torch.optim.Optimizer:
         o = self.cfg.optim
@@ -154,6 +167,8 @@ class Trainer:
 
         # 2. Generator: content + perceptual + adversarial.
         terms = {"content": cfg.content_weight * self.content(fake.float(), sharp)}
+        if self.fft is not None:
+            terms["fft"] = cfg.fft_weight * self.fft(fake, sharp)
         if self.perceptual is not None:
             with self.autocast():
                 terms["perceptual"] = cfg.perceptual_weight * self.perceptual(fake, sharp)
@@ -206,26 +221,31 @@ class Trainer:
                 yield batch
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
 
-    def run(self, until: int | None = None, time_limit_s: float | None = None) -> dict[str, float]:
-        """Train to ``until`` (default train.steps) or until the time limit, then checkpoint. Returns the
-        last validation metrics."""
+    def run(self, until: int | None = None, time_limit_s: float | None = None,
+            cpu_limit_s: float | None = None) -> dict[str, float]:
+        """Train to ``until`` (default train.steps), until the wall-time limit, or until the run's total
+        training CPU time (``train_cpu_s``, summed over resumes) reaches ``cpu_limit_s``; then
+        checkpoint. Returns the last validation metrics."""
         t = self.cfg.train
         until = min(until or t.steps, t.steps)
         start, metrics = time.monotonic(), {}
         sums, count, busy = defaultdict(float), 0, 0.0
         batches = self.batches()
         while self.step < until:
-            tick = time.monotonic()
+            tick, cpu_tick = time.monotonic(), time.process_time()
             for k, v in self.train_step(next(batches)).items():
                 sums[k] += v
             busy, count = busy + time.monotonic() - tick, count + 1  # it/s counts data + step, not validation
-            out_of_time = time_limit_s is not None and any_rank(time.monotonic() - start > time_limit_s, self.info)
+            self.train_cpu_s += time.process_time() - cpu_tick
+            out_of_time = (time_limit_s is not None and time.monotonic() - start > time_limit_s) or \
+                (cpu_limit_s is not None and self.train_cpu_s >= cpu_limit_s)
+            out_of_time = any_rank(out_of_time, self.info)
             done = self.step >= until or out_of_time
             validate = self.step % t.val_every == 0 or done
             if self.info.is_main and validate:
                 metrics = self.validate()
             if self.step % t.log_every == 0 or validate:
-                row = {k: v / count for k, v in sums.items()} | (metrics if validate else {})
+                row = {k: v / count for k, v in sums.items()} | {"cpu_s": self.train_cpu_s} | (metrics if validate else {})
                 self.log.write(self.step, t.steps, count / busy, self.schedulers[0].get_last_lr()[0], row)
                 sums, count, busy = defaultdict(float), 0, 0.0
             if self.step % t.ckpt_every == 0 or done:
@@ -246,6 +266,7 @@ class Trainer:
             save_checkpoint(self.out / "best.safetensors", self.ema.module, step=self.step, metrics=metrics, extra=extra)
         state = {
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "best_psnr": self.best_psnr,
+            "train_cpu_s": self.train_cpu_s,
             "config": self.cfg.to_dict(), "rng": rng, "generator": self.g.state_dict(), "opt_g": self.opt_g.state_dict(),
             "schedulers": [s.state_dict() for s in self.schedulers], "scalers": [s.state_dict() for s in self.scalers],
         }
@@ -272,5 +293,22 @@ class Trainer:
             obj.load_state_dict(saved)
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.best_psnr = state["best_psnr"]
+        self.train_cpu_s = state.get("train_cpu_s", 0.0)  # absent in states written before it was tracked
         restore_rng(state["rng"], self.info)
         self.log.truncate(self.step)
+
+    def init_from(self, run: Path) -> None:
+        """Warm start: the generator (and its EMA copy) of another run, with this run's own fresh
+        optimiser, schedule, data order and log. Unlike --resume the config may differ in anything but
+        the model, e.g. a GPU stage with a larger batch, bf16 and another learning rate."""
+        path = run / "last.train.pt" if run.is_dir() else run
+        if not path.is_file():
+            raise ConfigError(f"--init-from: {path} does not exist; give a run folder holding last.train.pt")
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        model = state["config"]["model"]
+        mine = self.cfg.to_dict()["model"]
+        if (model["name"], model["overrides"]) != (mine["name"], json_roundtrip(mine["overrides"])):
+            raise ConfigError(f"--init-from: {path} trained {model['name']} {model['overrides']}, "
+                              f"not {mine['name']} {mine['overrides']}")
+        self.g.load_state_dict(state["generator"])
+        load_weights(self.ema.module, path.parent / "last.safetensors", self.device)

@@ -1,11 +1,15 @@
 """Backend selection: turn what the user named (a checkpoint, an ONNX file, a TensorRT engine, a
 registry name with bundled weights) and ``--backend`` into one ``Backend``.
 
+A checkpoint asked to run on ONNX Runtime or TensorRT is exported (and built) on first use into the
+cache folder and taken from there afterwards (``vdeblur.export.model_cache``).
+
 TensorRT and ONNX Runtime are imported only when chosen, so neither is needed for the torch path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -46,10 +50,12 @@ def pick_device(device: str) -> str:
 
 
 def load_backend(model: str | None = None, backend: str = "auto", device: str = "auto", fp16: bool = False,
-                 compile: str = "off") -> Backend:
+                 compile: str = "off", log: Callable[[str], None] | None = None) -> Backend:
     """Build the backend for ``model``; ``auto`` follows the file type (engine -> TensorRT, .onnx ->
-    ONNX Runtime, checkpoint -> PyTorch on the GPU when there is one). ``compile`` is the torch
-    backend's mode (off, inductor, cuda-graphs)."""
+    ONNX Runtime, checkpoint -> PyTorch on the GPU when there is one). A checkpoint with
+    ``onnxruntime`` or ``tensorrt`` runs its cached export (FP16 graph with ``fp16``), built first if
+    needed; ``log`` (default stderr) gets the line saying which. ``compile`` is the torch backend's
+    mode (off, inductor, cuda-graphs)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r} is not supported; allowed: {', '.join(BACKENDS)}")
     path = resolve_model(model)
@@ -58,6 +64,8 @@ def load_backend(model: str | None = None, backend: str = "auto", device: str = 
     if not kind:
         raise ValueError(f"model file {path} has an unknown type {suffix!r}; allowed: .safetensors, .onnx, "
                          f"{', '.join(_ENGINE_SUFFIXES)}")
+    if kind == "torch" and backend in ("onnxruntime", "tensorrt"):
+        return _cached_backend(path, backend, device, fp16, compile, log)
     if backend not in ("auto", kind):
         raise ValueError(f"backend {backend!r} cannot run {path.name} (a {kind} model file); "
                          f"export it first with vdeblur-export or use --backend {kind}")
@@ -76,3 +84,22 @@ def load_backend(model: str | None = None, backend: str = "auto", device: str = 
 
     net, _ = load_checkpoint(path)
     return TorchBackend(net, dev, fp16=fp16, compile=compile)
+
+
+def _cached_backend(checkpoint: Path, backend: str, device: str, fp16: bool, compile: str,
+                    log: Callable[[str], None] | None) -> Backend:
+    from vdeblur.export.artifact_cache import to_stderr
+    from vdeblur.export.model_cache import cached_engine, cached_onnx
+
+    if compile != "off":
+        raise ValueError(f"--compile {compile} applies to the torch backend; --backend {backend} runs an export")
+    dev = pick_device(device)
+    precision = "fp16" if fp16 else "fp32"
+    if backend == "tensorrt":
+        from .trt_backend import TensorRTBackend
+
+        engine, onnx_path = cached_engine(checkpoint, precision, log=to_stderr if log is None else log)
+        return TensorRTBackend(engine, onnx_path)
+    from .ort_backend import OrtBackend
+
+    return OrtBackend(cached_onnx(checkpoint, precision, log=to_stderr if log is None else log), device=dev)

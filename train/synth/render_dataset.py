@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..data import SyntheticDataset
+from .clip import ShakeConfig
 from .sources import open_source
 
 
@@ -56,21 +57,31 @@ def _size(text: str) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Render synthetic camera-shake clips into a GoPro-layout folder.")
     parser.add_argument("--source", action="append", required=True,
-                        help="folder of images, video file, or 'skimage' (repeatable)")
+                        help="folder of images, video file, 'skimage' or 'deadleaves' (repeatable)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--split", default="train", choices=["train", "test"])
     parser.add_argument("--sequences", type=int, default=100)
     parser.add_argument("--frames", type=int, default=8, help="frames per sequence")
     parser.add_argument("--size", type=_size, default=(256, 256), help="HEIGHTxWIDTH of each frame")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prefix", default="seq", help="sequence folder name prefix, so several sources can share a folder")
+    parser.add_argument("--blur-px", type=float, nargs=2, metavar=("LO", "HI"), default=ShakeConfig.blur_px,
+                        help="mean blur length per clip, log-uniform in [LO, HI] output px [%(default)s]")
+    parser.add_argument("--scale", type=float, nargs=2, metavar=("LO", "HI"), default=(0.5, 1.0),
+                        help="random downscale of each source image before the clip is cut [%(default)s]")
     args = parser.parse_args(argv)
-    dataset = SyntheticDataset([open_source(s) for s in args.source], length=args.sequences, frames=args.frames,
-                               height=args.size[0], width=args.size[1], seed=args.seed)
-    frames = render_folder(dataset, args.out, args.split)
+    try:
+        shake = ShakeConfig(blur_px=tuple(args.blur_px))
+        dataset = SyntheticDataset([open_source(s) for s in args.source], length=args.sequences, frames=args.frames,
+                                   height=args.size[0], width=args.size[1], seed=args.seed, config=shake,
+                                   scale=tuple(args.scale))
+    except (ValueError, OSError) as e:
+        parser.error(str(e))
+    frames = render_folder(dataset, args.out, args.split, args.prefix)
     # A record of how the folder was made, so a model card can cite it exactly.
-    (args.out / f"{args.split}.json").write_text(json.dumps(
+    (args.out / f"{args.split}-{args.prefix}.json").write_text(json.dumps(
         {"sources": args.source, "sequences": args.sequences, "frames": args.frames, "size": list(args.size),
-         "seed": args.seed, "frames_written": frames}, indent=2))
+         "seed": args.seed, "blur_px": list(args.blur_px), "scale": list(args.scale), "frames_written": frames}, indent=2))
     print(f"wrote {args.sequences} sequences, {frames} frame pairs, to {args.out / args.split}")
 
 

@@ -15,6 +15,8 @@ import av
 import cv2
 import numpy as np
 
+from .deadleaves import DeadLeaves
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # scikit-image ships these colour photographs in its wheel (others in its data folder are
 # fetched from the network, are grey, or are not natural photos: microscopy, test charts).
@@ -122,18 +124,21 @@ class VideoFile:
         return f"VideoFile({str(self.path)!r}, {len(self)} frames)"
 
 
-Source = ImageFiles | VideoFile
+Source = ImageFiles | VideoFile | DeadLeaves
+DEADLEAVES = "deadleaves"
 
 
 def open_source(spec: str | Path) -> Source:
-    """``"skimage"``, a folder of images, or a video file."""
+    """``"skimage"``, ``"deadleaves"`` (procedural, see ``deadleaves.py``), a folder of images, or a video file."""
     if str(spec) == "skimage":
         return skimage_photos()
+    if str(spec) == DEADLEAVES:
+        return DeadLeaves()
     path = Path(spec)
     if path.is_dir():
         return image_folder(path)
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         raise ValueError(f"{path} is a single image; give the folder that holds it")
     if not path.exists():
-        raise FileNotFoundError(f"source {path} does not exist; give a folder of images, a video file or 'skimage'")
+        raise FileNotFoundError(f"source {path} does not exist; give a folder of images, a video file, 'skimage' or '{DEADLEAVES}'")
     return VideoFile(path)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Render the default model's training and held-out data exactly as the model card and docs/model_study.md
+# used them (deterministic: same photos + same seeds = same clips). Needs data/photos (scripts/fetch_photos.sh).
+#   bash scripts/make_data.sh            # ~25 CPU-minutes; data/shake2 (train), data/eval, data/eval_small (test)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -d data/photos/train ] || bash scripts/fetch_photos.sh data/photos
+render="python -m vdeblur.train.synth.render_dataset"
+# Training: 2400 clips of the 31 training photographs + scikit-image's 6, and 800 of dead leaves; 4 frames of
+# 160x160 each (re-cropped to 128 and flipped every epoch), mean blur 3-20 px, photos downscaled x0.3-1.0.
+$render --source data/photos/train --source skimage --out data/shake2 --split train --sequences 2400 --frames 4 \
+    --size 160x160 --seed 11 --scale 0.3 1.0 --blur-px 3 20 --prefix ph
+$render --source deadleaves --out data/shake2 --split train --sequences 800 --frames 4 --size 160x160 --seed 13 \
+    --scale 0.5 1.0 --blur-px 3 20 --prefix dl
+# Held out (5 photographs no training clip saw): 24 clips of 8 frames at 320x240, mean blur 5-12 px (~8 px),
+# and 12 clips of 8 frames at 64x48 (a small video, 2-4 px of blur).
+$render --source data/photos/test --out data/eval --split test --sequences 24 --frames 8 --size 240x320 --seed 12 \
+    --scale 0.4 1.0 --blur-px 5 12 --prefix ev
+$render --source data/photos/test --out data/eval_small --split test --sequences 12 --frames 8 --size 48x64 --seed 14 \
+    --scale 0.1 0.3 --blur-px 2 4 --prefix sm
+# Validation during training reads <root>/test: the held-out clips.
+ln -sfn ../eval/test data/shake2/test
+mkdir -p data/shake2_photos/train
+for d in data/shake2/train/ph*; do ln -sfn "../../shake2/train/$(basename "$d")" data/shake2_photos/train/; done
+ln -sfn ../eval/test data/shake2_photos/test

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The model study of docs/model_study.md: candidates trained under one fixed budget of training CPU time
+# (vdeblur-train --cpu-limit: CPU seconds of the training process, so runs side by side stay comparable),
+# one torch thread each, on one rendered data folder, with held-out PSNR/SSIM logged every 500 steps.
+#   bash scripts/model_study.sh CANDIDATE [MINUTES=25]      # runs/study/CANDIDATE/{log.csv,last.*}
+# Data (see docs/model_study.md): data/shake2/train (photos + dead leaves), data/shake2/test -> data/eval/test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+name=$1
+minutes=${2:-25}
+root=data/shake2
+common=(--threads 1 --cpu-limit "$minutes" --out "runs/study/$name"
+  --set data.kind=gopro --set data.val_size=0 --set data.val_sequences=12 --set data.val_frames=8
+  --set train.steps=100000 --set train.batch=8 --set train.crop=128 --set train.window=2
+  --set train.grad_clip=1.0 --set train.ema_decay=0.999 --set optim.schedule=cosine --set optim.warmup_steps=500
+  --set train.val_every=500 --set train.ckpt_every=500 --set train.log_every=50)
+new_recipe=(--set loss.content=charbonnier --set loss.fft_weight=0.1 --set optim.lr_g=1e-3 --set 'optim.betas=[0.9, 0.9]')
+old_recipe=(--set loss.content=charbonnier --set loss.fft_weight=0.0 --set optim.lr_g=5e-4 --set 'optim.betas=[0.9, 0.99]')
+case "$name" in
+  fast) args=(--config vdeblur_fast "${new_recipe[@]}") ;;                       # the current default, new recipe
+  deep) args=(--config vdeblur_deep "${new_recipe[@]}") ;;                       # the new architecture
+  deep_nofeedback) args=(--config vdeblur_deep "${new_recipe[@]}" --set 'model.overrides={feedback = 0}') ;;
+  deep_oldrecipe) args=(--config vdeblur_deep "${old_recipe[@]}") ;;            # no FFT term, lr 5e-4, betas 0.99
+  deep_photosonly) args=(--config vdeblur_deep "${new_recipe[@]}"); root=data/shake2_photos ;;  # no dead leaves
+  *) echo "unknown candidate '$name'; allowed: fast deep deep_nofeedback deep_oldrecipe deep_photosonly" >&2; exit 2 ;;
+esac
+resume=()
+[ -f "runs/study/$name/last.train.pt" ] && resume=(--resume)
+exec vdeblur-train "${args[@]}" "${common[@]}" --set "data.root=$root" "${resume[@]}"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The default model's training programme: continue from the committed state, then pack it for the commit.
+#   bash scripts/train_default.sh [CPU_MINUTES=60]
+# Run it first in a session, in the background (one torch thread; work on the other core), and before the
+# session stops commit train_state/default (the packed state, < 30 MB). A fresh machine renders the data
+# first (scripts/make_data.sh, ~25 CPU-minutes, deterministic). Resume is exact but for the Adam moments,
+# which the pack rounds to bfloat16 (see train/pack.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+minutes=${1:-60}
+[ -d data/shake2/train ] && [ -d data/eval/test ] || bash scripts/make_data.sh
+mkdir -p runs
+if [ ! -f runs/default/last.train.pt ]; then
+  rm -rf runs/default && cp -r train_state/default runs/default
+fi
+done_min=$(python -c "import torch; print(torch.load('runs/default/last.train.pt', weights_only=False).get('train_cpu_s', 0) / 60)")
+limit=$(python -c "print($done_min + $minutes)")
+echo "resuming runs/default at $done_min training CPU-minutes, until $limit"
+vdeblur-train --config runs/default/run.toml --out runs/default --resume --threads 1 --cpu-limit "$limit"
+python -m vdeblur.train.pack runs/default train_state/default

@@ -1,0 +1,58 @@
+"""The model study's tooling: curves from training logs, per-clip evaluation, the study script's refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_tiny_gopro
+
+from vdeblur.benchmarks.model_study import main, read_curve
+from vdeblur.train.checkpoint import save_checkpoint
+from vdeblur.train.registry import build_model
+from vdeblur.train.run_state import LOG_COLUMNS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _log(path: Path, rows: list[dict[str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, LOG_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_curves_read_validation_rows_against_cpu_minutes(tmp_path: Path) -> None:
+    _log(tmp_path / "runs" / "a" / "log.csv", [
+        {"step": "50", "cpu_s": "30", "g_loss": "0.1"},  # a training row: no validation, not a curve point
+        {"step": "100", "cpu_s": "120", "val_psnr": "30.5", "val_input_psnr": "30.0", "val_ssim": "0.81",
+         "val_input_ssim": "0.80"},
+    ])
+    points = read_curve(tmp_path / "runs" / "a" / "log.csv")
+    assert len(points) == 1 and points[0].cpu_min == 2.0 and points[0].gain == pytest.approx(0.5)
+    main(["curves", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
+    text = (tmp_path / "out" / "curves.md").read_text()
+    assert "| a | 100 | 2.0 | 30.50 | 30.00 | +0.500 |" in text
+    assert json.loads((tmp_path / "out" / "curves.json").read_text())["a"][0]["gain"] == pytest.approx(0.5)
+
+
+def test_evaluate_reports_mean_worst_clip_and_share_improved(tmp_path: Path, photo: np.ndarray) -> None:
+    data = write_tiny_gopro(tmp_path / "gopro", photo)
+    identity = save_checkpoint(tmp_path / "identity.safetensors", build_model("vdeblur_fast"))  # zero head
+    main(["evaluate", "--checkpoint", f"id={identity}", "--eval", str(data), "--out", str(tmp_path / "out")])
+    [result] = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    # The untrained model is the identity: exactly the input's scores, no clip better or worse.
+    assert result["gain"] == 0 and result["worst_clip_gain"] == 0 and result["share_improved"] == 0
+    assert result["clips"] == 1 and result["frames"] == 3 and len(result["per_clip"]) == 1
+    with pytest.raises(SystemExit, match="expected NAME=PATH"):
+        main(["evaluate", "--checkpoint", "nope", "--eval", str(data), "--out", str(tmp_path / "out")])
+
+
+def test_study_script_refuses_an_unknown_candidate() -> None:
+    result = subprocess.run(["bash", str(REPO / "scripts" / "model_study.sh"), "nonsense"], capture_output=True, text=True)
+    assert result.returncode == 2 and "unknown candidate 'nonsense'; allowed: fast deep" in result.stderr

@@ -1,0 +1,145 @@
+"""vdeblur_deep: the quality default. Depth where blur is undone, and a recurrent path at fine scale.
+
+What ``vdeblur_fast`` lacks for 8-15 px camera shake, and what this adds (docs/model_study.md):
+- depth at low resolution: residual blocks at every level, most of them at strides 8 and 16 where
+  they are cheap, with dilated convolutions there, so the receptive field (~500 px) spans the
+  longest streak and its context several times over;
+- multi-scale input (as MIMO-UNet): the frame, pixel-unshuffled to each encoder stride, is added
+  to that level through a 1x1 projection, so the coarse levels see exact pixels, not only what the
+  finer levels kept;
+- two recurrent states, both explicit: a ConvLSTM at stride 16 (scene and motion context) and the
+  previous frame's stride-4 decoder features, fed back into the stride-4 encoder level through a
+  3x3 conv (+-4 px of shift tolerance at full resolution). Handheld shake blurs some frames less
+  than others; this path lets a sharper previous frame lend detail to a blurred one, with no
+  look-ahead. Its conv starts at zero, so an untrained path changes nothing;
+- the deployment rules of the project: no normalisation layers (nothing FP16-fragile or
+  size-dependent), PixelShuffle upsampling, no grid_sample/deformable conv, a global residual with a
+  zero-initialised head (an untrained model is the identity).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..blocks import ConvBlock, ConvLSTMCell, activation
+from ..registry import register
+from .base import DeblurModel, State, StateSlot
+
+
+@dataclass(frozen=True)
+class DeepConfig:
+    channels: tuple[int, int, int, int] = (32, 48, 96, 128)  # widths at strides 2, 4, 8, 16
+    enc_blocks: tuple[int, int, int, int] = (0, 1, 2, 2)  # residual blocks per encoder level
+    dec_blocks: tuple[int, int, int] = (0, 1, 1)  # residual blocks per decoder level (strides 2, 4, 8)
+    # Dilation of the second conv in each residual block at strides 8 and 16 (1 = plain 3x3).
+    dilation: int = 2
+    lstm_hidden: int = 64  # ConvLSTM at stride 16; 0 = none
+    feedback: int = 24  # channels of the previous frame's stride-4 features carried as state; 0 = none
+    multiscale_input: bool = True
+    act: str = "relu"
+
+    def __post_init__(self) -> None:
+        if len(self.channels) != 4 or len(self.enc_blocks) != 4 or len(self.dec_blocks) != 3:
+            raise ValueError(f"vdeblur_deep has 4 levels: channels/enc_blocks need 4 values, dec_blocks 3; got {self}")
+        if self.dilation < 1 or self.lstm_hidden < 0 or self.feedback < 0:
+            raise ValueError(f"dilation must be >= 1, lstm_hidden and feedback >= 0; got {self}")
+
+
+class DilatedResBlock(nn.Module):
+    """x + conv_d(act(conv(x))): the second conv dilated, which widens the receptive field for free."""
+
+    def __init__(self, channels: int, dilation: int, act: str) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), activation(act),
+                                  nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def _blocks(n: int, channels: int, dilation: int, act: str) -> nn.Sequential:
+    return nn.Sequential(*[DilatedResBlock(channels, dilation, act) for _ in range(n)])
+
+
+class DeepRecurrentDeblur(DeblurModel):
+    pad_multiple = 16
+
+    def __init__(self, cfg: DeepConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        c1, c2, c3, c4 = cfg.channels
+        b1, b2, b3, b4 = cfg.enc_blocks
+        d = cfg.dilation
+        slots = []
+        if cfg.lstm_hidden:
+            slots += [StateSlot("h", cfg.lstm_hidden, 16), StateSlot("c", cfg.lstm_hidden, 16)]
+        if cfg.feedback:
+            slots.append(StateSlot("f", cfg.feedback, 4))
+        self.state_slots = tuple(slots)
+
+        self.unshuffle2 = nn.PixelUnshuffle(2)
+        self.enc1 = nn.Sequential(ConvBlock(12, c1, act=cfg.act), _blocks(b1, c1, 1, cfg.act))
+        self.down2 = ConvBlock(c1, c2, stride=2, act=cfg.act)
+        self.enc2 = _blocks(b2, c2, 1, cfg.act)
+        self.down3 = ConvBlock(c2, c3, stride=2, act=cfg.act)
+        self.enc3 = _blocks(b3, c3, d, cfg.act)
+        self.down4 = ConvBlock(c3, c4, stride=2, act=cfg.act)
+        self.enc4 = _blocks(b4, c4, d, cfg.act)
+        if cfg.multiscale_input:
+            # Frame pixels unshuffled to strides 4, 8, 16 (48, 192, 768 channels) -> each level's width.
+            self.inject = nn.ModuleList(nn.Conv2d(3 * s * s, c, 1) for s, c in ((4, c2), (8, c3), (16, c4)))
+        if cfg.feedback:
+            self.feedback_in = nn.Conv2d(cfg.feedback, c2, 3, padding=1)
+            nn.init.zeros_(self.feedback_in.weight)
+            nn.init.zeros_(self.feedback_in.bias)
+            self.feedback_out = nn.Conv2d(c2, cfg.feedback, 1)
+        if cfg.lstm_hidden:
+            self.lstm = ConvLSTMCell(c4, cfg.lstm_hidden)
+            self.fuse = ConvBlock(c4 + cfg.lstm_hidden, c4, kernel=1, act=cfg.act)
+        self.up3 = nn.Sequential(nn.Conv2d(c4, c3 * 4, 1), nn.PixelShuffle(2))
+        self.dec3 = nn.Sequential(ConvBlock(c3, c3, act=cfg.act), _blocks(cfg.dec_blocks[2], c3, d, cfg.act))
+        self.up2 = nn.Sequential(nn.Conv2d(c3, c2 * 4, 1), nn.PixelShuffle(2))
+        self.dec2 = nn.Sequential(ConvBlock(c2, c2, act=cfg.act), _blocks(cfg.dec_blocks[1], c2, 1, cfg.act))
+        self.up1 = nn.Sequential(nn.Conv2d(c2, c1 * 4, 1), nn.PixelShuffle(2))
+        self.dec1 = nn.Sequential(ConvBlock(c1, c1, act=cfg.act), _blocks(cfg.dec_blocks[0], c1, 1, cfg.act))
+        self.head = nn.Sequential(nn.Conv2d(c1, 12, 3, padding=1), nn.PixelShuffle(2))
+        nn.init.zeros_(self.head[0].weight)
+        nn.init.zeros_(self.head[0].bias)
+
+    def forward(self, frame: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        cfg = self.cfg
+        x = frame * 2 - 1
+        s1 = self.enc1(self.unshuffle2(x))
+        s2 = self.down2(s1)
+        if cfg.multiscale_input:
+            s2 = s2 + self.inject[0](nn.functional.pixel_unshuffle(x, 4))
+        if cfg.feedback:
+            s2 = s2 + self.feedback_in(state[-1])
+        s2 = self.enc2(s2)
+        s3 = self.down3(s2)
+        if cfg.multiscale_input:
+            s3 = s3 + self.inject[1](nn.functional.pixel_unshuffle(x, 8))
+        s3 = self.enc3(s3)
+        s4 = self.down4(s3)
+        if cfg.multiscale_input:
+            s4 = s4 + self.inject[2](nn.functional.pixel_unshuffle(x, 16))
+        s4 = self.enc4(s4)
+        new_state: tuple[torch.Tensor, ...] = ()
+        if cfg.lstm_hidden:
+            h, c = self.lstm(s4, (state[0], state[1]))
+            s4 = self.fuse(torch.cat([s4, h], dim=1))
+            new_state = (h, c)
+        y = self.dec3(self.up3(s4) + s3)
+        y = self.dec2(self.up2(y) + s2)
+        if cfg.feedback:
+            new_state = (*new_state, self.feedback_out(y))
+        y = self.dec1(self.up1(y) + s1)
+        return frame + self.head(y), new_state
+
+
+register("vdeblur_deep", DeepConfig, discriminator="patchgan",
+         description="vdeblur quality default: deep multi-scale recurrent U-Net, dilated blocks at strides 8/16, "
+                     "ConvLSTM at stride 16 and fine-scale (stride 4) feedback of the previous frame")(DeepRecurrentDeblur)
