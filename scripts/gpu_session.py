@@ -21,7 +21,6 @@ import csv
 import datetime as dt
 import importlib
 import json
-import math
 import re
 import shutil
 import sys
@@ -141,32 +140,13 @@ def travel(repo: Path, carry: list[str]) -> int:
 
 # ---------------------------------------------------------------- the run's config
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else "inf" if value > 0 else "-inf"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a TOML basic string
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {type(value).__name__} {value!r} as TOML")
-
-
 def runtoml(config: str, out: Path, sets: list[str]) -> int:
     """The complete config (preset or file + overrides) as TOML, read back to check it is the same."""
-    from vdeblur.train.config import load_config
+    from vdeblur.train.config import load_config, to_toml
 
     cfg = load_config(config, sets)
-    lines = [f"# written by scripts/gpu_session.py from {config} with {sets or 'no overrides'}"]
-    for section, values in cfg.to_dict().items():
-        lines += ["", f"[{section}]"] + [f"{key} = {toml_value(value)}" for key, value in values.items()]
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
+    out.write_text(f"# written by scripts/gpu_session.py from {config} with {sets or 'no overrides'}\n\n" + to_toml(cfg))
     if load_config(out) != cfg:
         raise SystemExit(f"{out} does not read back as the config it was written from")
     print(cfg.model.name)  # the shell takes the model name from here

@@ -25,11 +25,12 @@
 # pynvvideocodec 2.2.4 is 25.6 MiB: it fits only without the photographs, so the real-NVDEC tests
 # skip in the main call (a rerun can carry it: put its wheel in .whl-nvc/, STAGES=setup,tests).
 #
-# Carry (device tool `carry`): [".whl", "data/photos/train", "data/eval"] (+ "train_state" only if it is
-# git-ignored; committed it travels anyway). Budget: 64 MiB in all. Measured 2026-12-01: tree 7.4 MiB,
-# av 34.1 MiB, data/photos/train 8.6 MiB: 50.1 MiB, so data/eval and train_state/ share ~14 MiB
-# (a committed last.train.pt alone is 13.3 MiB; --init-from does not need it). Check before the call:
-#   python3 scripts/gpu_session.py travel . .whl data/photos/train data/eval   (the rehearsal runs it too)
+# Carry (device tool `carry`): [".whl", "data/photos/train", "data/photos/test"]; data/eval is rendered
+# on the device from data/photos/test (carry data/eval instead only if it fits). Budget: 64 MiB in all,
+# tracked files included. Measured 2026-12-01: tree 7.4 MiB (without train_state/), av 34.1 MiB,
+# data/photos/train 8.6 MiB, data/photos/test 1.7 MiB: 51.8 MiB, so a committed train_state/default
+# may take ~12 MiB (--init-from reads last.train.pt). Check before the call (the rehearsal runs it too):
+#   python3 scripts/gpu_session.py travel . .whl data/photos/train data/photos/test
 # Command: bash scripts/gpu_session.sh "$OUT"   with timeout_s 600 (the script ends itself after
 # SESSION_SECONDS, 540 by default, so a cut-off is the script's own, with everything packed).
 #
@@ -39,9 +40,13 @@ set -uo pipefail  # no -e: a failed stage is recorded and the next one still run
 TRAIN_STATE=${TRAIN_STATE:-train_state/default}    # run.toml + last.safetensors + last.train.pt + log.csv
 TRAIN_FALLBACK_CONFIG=${TRAIN_FALLBACK_CONFIG:-vdeblur_fast}  # preset used when TRAIN_STATE has no run.toml
 TRAIN_PHOTOS=${TRAIN_PHOTOS:-data/photos/train}    # JPEG training photos; scikit-image's photos when absent
-EVAL_DIR=${EVAL_DIR:-data/eval}                    # GoPro layout (uses test/); synthetic clips when absent
+EVAL_DIR=${EVAL_DIR:-data/eval}                    # GoPro layout (uses test/); rendered from PHOTOS_TEST when absent
+PHOTOS_TEST=${PHOTOS_TEST:-data/photos/test}       # the held-out photographs (1.7 MiB): data/eval is rendered from them
+# data/eval as scripts/make_data.sh renders it (its line; tests/test_gpu_session.py checks they agree): carrying
+# 1.7 MiB of photos and rendering on the device, during training, is cheaper than 42 MiB of PNGs.
+EVAL_RENDER=(--split test --sequences 24 --frames 8 --size 240x320 --seed 12 --scale 0.4 1.0 --blur-px 5 12 --prefix ev)
 WHEELS=${WHEELS:-.whl}
-CARRY=${CARRY:-".whl data/photos/train data/eval"}  # what the device call carries (checked here against 64 MiB)
+CARRY=${CARRY:-".whl data/photos/train data/photos/test"}  # what the device call carries (checked here against 64 MiB)
 WHEELS_EXTRA=${WHEELS_EXTRA:-.whl-nvc}             # optional second folder (pynvvideocodec), installed if present
 BENCH_MODELS=${BENCH_MODELS:-vdeblur_fast}         # registry names; weights: bundled, or BENCH_CHECKPOINTS
 BENCH_CHECKPOINTS=${BENCH_CHECKPOINTS:-}           # space-separated NAME=PATH
@@ -68,6 +73,7 @@ HELPER="$REPO/scripts/gpu_session.py"
 
 in_repo() { if [[ $1 == /* ]]; then echo "$1"; else echo "$REPO/$1"; fi; }  # paths may be given relative to the repo
 TRAIN_STATE_DIR=$(in_repo "$TRAIN_STATE") PHOTOS_DIR=$(in_repo "$TRAIN_PHOTOS") EVAL_PATH=$(in_repo "$EVAL_DIR")
+PHOTOS_TEST_DIR=$(in_repo "$PHOTOS_TEST")
 want() { [[ ",$STAGES," == *",$1,"* ]]; }
 log() { echo "[$(date -u +%H:%M:%S) +$((SECONDS - ${SESSION_T0:-0}))s] $*" >&2; }
 note() { echo "$*" >>"$WORK/stages/$STAGE.notes"; log "$STAGE: $*"; }
@@ -202,20 +208,28 @@ stage_train() {
     (( left >= 30 )) || { note "only ${left}s left: no training"; return 1; }
     local minutes
     minutes=$(awk "BEGIN {printf \"%.2f\", ($left - 20) * $SLACK / 60}")  # 20 s for start-up and the final save
+    local eval_dir=$EVAL_PATH renderer="" eval_args=(--clips 4 --clip-size 256x256)
+    [[ $MODE == rehearse ]] && eval_args=(--clips 1 --clip-size 64x64)
+    if [[ ! -d $eval_dir && -d $PHOTOS_TEST_DIR ]]; then  # one core, while the other 15 train
+        eval_dir=$WORK/eval
+        local render=("${EVAL_RENDER[@]}")
+        [[ $MODE == rehearse ]] && render=(--split test --sequences 1 --frames 3 --size 64x64 --seed 12 --prefix ev)
+        note "rendering the held-out clips from $PHOTOS_TEST during training: ${render[*]}"
+        "$PY" -m vdeblur.train.synth.render_dataset --source "$PHOTOS_TEST_DIR" --out "$eval_dir" "${render[@]}" \
+            >"$WORK/render-eval.log" 2>&1 &
+        renderer=$!
+    fi
     ( while sleep 60; do "$PY" "$HELPER" pack "$WORK" "$OUT" >/dev/null 2>&1; done ) &  # a checkpoint into OUT every minute
     local copier=$! rc=0  # in the stage's process group: the stage's time limit ends it too
     run_step train "$left" - vdeblur-train --config "$WORK/run.toml" "${init[@]}" --out "$WORK/run" --device $dev \
         --time-limit "$minutes" || rc=1
     kill "$copier" 2>/dev/null; wait "$copier" 2>/dev/null
-    [[ -f $WORK/run/last.safetensors ]] || { note "no checkpoint written"; return 1; }
-    local eval_args=(--clips 4 --clip-size 256x256)
-    local eval_dir=$EVAL_PATH
-    if [[ $MODE == rehearse && ! -d $eval_dir ]]; then  # a tiny held-out folder, so --gopro is what is checked
-        eval_dir=$WORK/eval
-        "$PY" -m vdeblur.train.synth.render_dataset --source skimage --out "$eval_dir" --split test --sequences 1 \
-            --frames 3 --size 64x64 --seed 7 >/dev/null || return 1
+    if [[ -n $renderer ]] && ! wait "$renderer"; then
+        note "rendering the held-out clips failed: $(tail -1 "$WORK/render-eval.log")"; eval_dir=""
     fi
-    if [[ -d $eval_dir ]]; then eval_args=(--gopro "$eval_dir"); else note "no $EVAL_DIR/: evaluated on synthetic clips"; fi
+    [[ -f $WORK/run/last.safetensors ]] || { note "no checkpoint written"; return 1; }
+    if [[ -d $eval_dir ]]; then eval_args=(--gopro "$eval_dir")
+    else note "no $EVAL_DIR/ and no $PHOTOS_TEST/: evaluated on synthetic clips of scikit-image's photos"; fi
     local before=()  # the weights training started from; the bundled default model when not warm-started
     (( ${#init[@]} )) && before=(--checkpoint "$model=${init[1]}/last.safetensors")
     # The trained weights first and alone (the figure that matters); then the starting weights with the

@@ -5,6 +5,7 @@ outside its own folders; and the packing's checks, each on a case that breaks on
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -36,14 +37,19 @@ def _tree() -> str | None:
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    # No photographs and no evaluation folder, whatever this checkout has: the rehearsal must work
-    # on scikit-image's photos and its own tiny held-out folder. HOME and TMPDIR point into tmp_path
-    # so that anything written there shows.
-    (tmp_path / "home").mkdir(exist_ok=True)
-    (tmp_path / "tmp").mkdir(exist_ok=True)
+    # Not the Debian photographs, whatever this checkout has: training on scikit-image's photos, the
+    # held-out clips rendered from two of them written as JPEG, as data/eval is rendered on the GPU
+    # machine from data/photos/test. HOME and TMPDIR point into tmp_path so that anything written there shows.
+    import cv2
+    from skimage import data
+
+    for folder in ("home", "tmp", "photos-test"):
+        (tmp_path / folder).mkdir(exist_ok=True)
+    for name in ("coffee", "chelsea"):
+        cv2.imwrite(str(tmp_path / "photos-test" / f"{name}.jpg"), getattr(data, name)()[..., ::-1])
     return {**os.environ, "PYTHON": sys.executable, "HOME": str(tmp_path / "home"), "TMPDIR": str(tmp_path / "tmp"),
             "GPU_SESSION_WORK": str(tmp_path / "work"), "TRAIN_PHOTOS": str(tmp_path / "no-photos"),
-            "EVAL_DIR": str(tmp_path / "no-eval"), **extra}
+            "EVAL_DIR": str(tmp_path / "no-eval"), "PHOTOS_TEST": str(tmp_path / "photos-test"), **extra}
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +137,17 @@ def test_refusals_come_before_any_work(tmp_path: Path) -> None:
                           env=_env(tmp_path, STAGES="setup,gpu"), capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "allowed: setup,tests,figures,train" in done.stderr
     assert not (tmp_path / "work").exists() and not (tmp_path / "new").exists()
+
+
+def test_held_out_clips_are_rendered_as_make_data_renders_them() -> None:
+    """The session renders data/eval itself (1.7 MiB of photos travel instead of 42 MiB of PNGs):
+    with exactly the arguments of scripts/make_data.sh's data/eval line."""
+    make_data = (REPO / "scripts" / "make_data.sh").read_text().replace("\\\n", " ")
+    line = next(line for line in make_data.splitlines() if "--out data/eval " in line)
+    assert "--source data/photos/test " in line
+    ours = re.search(r"^EVAL_RENDER=\((.*)\)$", SCRIPT.read_text(), re.M)[1].split()
+    assert ours == line.split("--out data/eval ", 1)[1].split()
+    assert 'PHOTOS_TEST=${PHOTOS_TEST:-data/photos/test}' in SCRIPT.read_text()
 
 
 def test_limit_check_names_every_file_the_device_tool_would_not_return(tmp_path: Path) -> None:
