@@ -31,7 +31,6 @@ from typing import Any
 
 MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES, MAX_FOLDERS = 8, 16 * 2**20, 64 * 2**20, 2
 NAME = re.compile(r"[A-Za-z0-9._-]+")
-TRAIN_STATE_FILES = ("run.toml", "last.safetensors", "last.train.pt", "log.csv")  # train_state/<name>/, the lead's contract
 # Modules the session cannot run without; the set-up stage fails, naming the missing ones.
 REQUIRED = ("torch", "numpy", "av", "cv2", "numba", "click", "safetensors", "skimage", "scipy", "vdeblur.engine",
             "vdeblur.train", "vdeblur.benchmarks", "pytest")
@@ -290,17 +289,22 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def _copy_train_state(work: Path, out: Path) -> None:
-    """run.toml and the run's last checkpoint, training state and log, as train_state/<name>/ holds them.
-    The trainer writes last.safetensors then last.train.pt; a save between the two copies would pair
-    states of different steps, so copy again until their steps agree."""
+    """The run as train_state/<name>/ holds it: ``vdeblur.train.pack`` (run.toml, last.safetensors,
+    log.csv, last.train.pt with bf16 Adam moments); before the first checkpoint, run.toml alone. The
+    trainer writes last.safetensors then last.train.pt; a save between pack's two reads would pair
+    states of different steps, so pack again until their steps agree."""
     run, dst = work / "run", out / "train_state"
-    if (work / "run.toml").is_file():
-        _copy(work / "run.toml", dst / "run.toml")
+    for stale in dst.glob("last.train.pt.??"):  # parts of an earlier, larger state
+        stale.unlink()
+    if not all((run / name).is_file() for name in ("last.train.pt", "last.safetensors", "log.csv")):
+        if (work / "run.toml").is_file():
+            _copy(work / "run.toml", dst / "run.toml")
+        return
+    from vdeblur.train.pack import pack_run
+
     for _ in range(3):
-        present = [n for n in ("last.train.pt", "last.safetensors", "log.csv") if (run / n).is_file()]
-        for name in present:
-            _copy(run / name, dst / name)
-        if not {"last.train.pt", "last.safetensors"} <= set(present) or _same_step(dst):
+        pack_run(run, dst)
+        if _same_step(dst):
             break
     else:
         print("pack: last.safetensors and last.train.pt kept from different steps (the trainer kept saving)")
