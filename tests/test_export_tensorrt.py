@@ -220,6 +220,7 @@ def test_torch_export_program_with_derived_state_dims() -> None:
         assert torch.allclose(out, ref, atol=1e-5) and torch.allclose(c1, rc, atol=1e-5)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None or not torch.cuda.is_available(),
                     reason="needs TensorRT and a CUDA GPU: pip install \"vdeblur[tensorrt]\" on an NVIDIA machine")
 def test_real_engine_build_and_run(fast_onnx: Path, tmp_path: Path) -> None:

@@ -338,3 +338,62 @@ def test_nvenc_plumbing_muxes_timestamps_and_audio(tmp_path, cpu_nvc):
         assert len(c.streams.audio) == 1
     with av.open(str(out)) as c, av.open(str(src)) as s:
         assert sum(1 for p in c.demux(audio=0) if p.size) == sum(1 for p in s.demux(audio=0) if p.size)
+
+
+def _real_nvdec_problem() -> str:
+    """Why the real NVDEC cannot run here ("" where it can): a CUDA GPU and PyNvVideoCodec."""
+    if not torch.cuda.is_available():
+        return "needs a CUDA GPU"
+    try:
+        nvcodec.import_nvc()
+    except nvcodec.NvcodecUnavailable as e:
+        return str(e)
+    return ""
+
+
+_NVDEC_PROBLEM = _real_nvdec_problem()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(bool(_NVDEC_PROBLEM), reason=f"real NVDEC: {_NVDEC_PROBLEM}")
+@pytest.mark.parametrize("matrix, full", [("bt709", False), ("bt601", True)], ids=["bt709-limited", "bt601-full"])
+def test_real_nvdec_and_gpu_conversion_match_ffmpeg(tmp_path, photo, matrix, full):
+    """NEVER RUN YET (no GPU so far). H.264 decoding is bit-exact, so NVDEC's NV12 surface holds
+    FFmpeg's samples; the GPU conversion of it must be within one level of FFmpeg's own RGB."""
+    src = tmp_path / "c.mp4"
+    _encoded_frame(src, photo, matrix, full)
+    with av.open(str(src)) as c:
+        reference = list(c.decode(video=0))
+        want = [_ffmpeg_rgb(f) for f in reference]
+    assert nvcodec.pick_video_io(src, "nvcodec", codec="ffv1", say=lambda _: None).decode == "nvdec"
+    with open_input(src) as c:
+        got = [x for x in nvcodec.nvdec_demux(c, src) if isinstance(x, nvcodec.CudaFrame)]
+    assert [f.pts for f in got] == [f.pts for f in reference] and len(got) == 2
+    for ours, theirs in zip(got, want):
+        assert ours.rgb.is_cuda and ours.rgb.shape == (3, 96, 128)
+        assert np.abs(_as_uint8(ours.rgb.cpu()) - theirs).max() <= 1
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(bool(_NVDEC_PROBLEM), reason=f"real NVDEC: {_NVDEC_PROBLEM}")
+def test_real_nvdec_pipeline_matches_pyav_decoding(tmp_path, fast_checkpoint):
+    """NEVER RUN YET. The engine with NVDEC decoding against the same run decoding on PyAV: same
+    timestamps (VFR), audio kept, worst frame > 45 dB (PyAV's RGB conversion truncates, ours rounds)."""
+    from vdeblur.engine.backends import load_backend
+    from vdeblur.engine.pipeline import deblur_video
+
+    src = tmp_path / "vfr.mp4"
+    make_clip(src, width=128, height=96, frames=9, vfr=True, audio=True)
+    backend = load_backend(str(fast_checkpoint), "torch", "cuda")
+    outputs = {}
+    for video_io in ("pyav", "nvcodec"):
+        deblur_video(src, tmp_path / f"{video_io}.mp4", backend, video_io=video_io, log=lambda _: None)
+        with av.open(str(tmp_path / f"{video_io}.mp4")) as c:
+            frames = list(c.decode(video=0))
+            outputs[video_io] = ([f.to_ndarray(format="rgb24") for f in frames],
+                                 [float(f.pts * f.time_base) for f in frames], len(c.streams.audio))
+    (want, want_times, want_audio), (got, got_times, got_audio) = outputs["pyav"], outputs["nvcodec"]
+    assert got_times == want_times and got_audio == want_audio == 1
+    for ours, theirs in zip(got, want, strict=True):
+        mse = np.mean((ours.astype(float) - theirs.astype(float)) ** 2)
+        assert 10 * np.log10(255**2 / max(mse, 1e-12)) > 45

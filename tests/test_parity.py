@@ -53,7 +53,8 @@ def test_torch_compile_matches_eager_with_state_carried() -> None:
     with torch.no_grad():
         model.head[0].weight.normal_(0, 0.02)  # the zero-initialised head would make every path equal
     result = check_parity(model, _clip(), ["torch-compile"])[0]
-    assert result.status == "ok" and result.passed and result.min_psnr_db > 100
+    # The same FP32 arithmetic on the CPU; on a GPU the compiled candidate runs FP16 (tests/test_cuda.py).
+    assert result.status == "ok" and result.passed and result.min_psnr_db > (45 if torch.cuda.is_available() else 100)
 
 
 def test_parity_cli_reports_a_table_and_refuses_unknown_candidates(fast_checkpoint, tmp_path) -> None:
@@ -77,6 +78,7 @@ def test_compile_modes_are_checked_before_any_work(fast_checkpoint) -> None:
         CudaGraphStep(lambda f, s: (f, s))(torch.zeros(1, 3, 8, 8), ())
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
 def test_cuda_graphs_replay_equals_eager_across_frames_and_sizes(fast_checkpoint) -> None:
     eager = load_backend(str(fast_checkpoint), "torch", "cuda")

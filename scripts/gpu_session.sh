@@ -1,0 +1,306 @@
+#!/usr/bin/env bash
+# One prepared GPU session (issue 14): set-up, the CUDA tests, GPU figures, then training, each stage
+# under its own time limit and packed into OUT_DIR before the next starts.
+#
+#   bash scripts/gpu_session.sh OUT_DIR              # on the GPU machine (device tool), in the repo root
+#   bash scripts/gpu_session.sh --rehearse OUT_DIR   # the same stages on this CPU, tiny sizes (~4 min on 2 busy cores)
+#
+# NEVER RUN ON A GPU YET: only the rehearsal has run (tests/test_gpu_session.py runs it).
+#
+# What comes back (OUT_DIR, at most 8 files of at most 16 MiB, no deeper than 2 folders):
+#   summary.json       machine (GPU, driver, CUDA, torch), each stage's status/time, test counts and
+#                      failures, the figures in short, the training's last rows and checkpoint step
+#   session.log        everything every stage printed (the end of it, if over 15 MiB)
+#   results.tar.gz     results/{setup,tests,figures,eval}/: junit.xml, parity table, vdeblur-bench
+#                      JSON/Markdown/plots, multistream.json, the 1080p `vdeblur` run, quality before/after
+#   train_state/{run.toml,last.safetensors,last.train.pt,log.csv}   the layout of train_state/default/
+#
+# Before the call, here, in the repository root (once; .whl/ is git-ignored):
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl av==18.1.0
+# The device image (KINDS.md, nvidia-h200) already has torch 2.11+cu130, numpy, opencv-python-headless,
+# numba, click, safetensors, scikit-image, scipy, onnx, onnxruntime (CPU provider only), onnxscript,
+# matplotlib and pytest: only PyAV is missing. Measured here: av 18.1.0 is 34.1 MiB; onnxruntime-gpu
+# 1.31.1 is 243.7 MiB (cannot travel: the ONNX Runtime rows run on the image's CPU onnxruntime);
+# pynvvideocodec 2.2.4 is 25.6 MiB: it fits only without the photographs, so the real-NVDEC tests
+# skip in the main call (a rerun can carry it: put its wheel in .whl-nvc/, STAGES=setup,tests).
+#
+# Carry (device tool `carry`): [".whl", "data/photos/train", "data/photos/test"]; data/eval is rendered
+# on the device from data/photos/test (carry data/eval instead only if it fits). Budget: 64 MiB in all,
+# tracked files included. Measured 2026-12-01: tree 7.4 MiB (without train_state/), av 34.1 MiB,
+# data/photos/train 8.6 MiB, data/photos/test 1.7 MiB: 51.8 MiB, so a committed train_state/default
+# may take ~12 MiB (--init-from reads last.train.pt). Check before the call (the rehearsal runs it too):
+#   python3 scripts/gpu_session.py travel . .whl data/photos/train data/photos/test
+# Command: bash scripts/gpu_session.sh "$OUT"   with timeout_s 600 (the script ends itself after
+# SESSION_SECONDS, 540 by default, so a cut-off is the script's own, with everything packed).
+#
+# Every setting below can be given in the environment (e.g. STAGES=tests,figures for a rerun).
+set -uo pipefail  # no -e: a failed stage is recorded and the next one still runs
+
+TRAIN_STATE=${TRAIN_STATE:-train_state/default}    # run.toml + last.safetensors + last.train.pt + log.csv
+TRAIN_FALLBACK_CONFIG=${TRAIN_FALLBACK_CONFIG:-vdeblur_fast}  # preset used when TRAIN_STATE has no run.toml
+TRAIN_PHOTOS=${TRAIN_PHOTOS:-data/photos/train}    # JPEG training photos; scikit-image's photos when absent
+EVAL_DIR=${EVAL_DIR:-data/eval}                    # GoPro layout (uses test/); rendered from PHOTOS_TEST when absent
+PHOTOS_TEST=${PHOTOS_TEST:-data/photos/test}       # the held-out photographs (1.7 MiB): data/eval is rendered from them
+# data/eval as scripts/make_data.sh renders it (its line; tests/test_gpu_session.py checks they agree): carrying
+# 1.7 MiB of photos and rendering on the device, during training, is cheaper than 42 MiB of PNGs.
+EVAL_RENDER=(--split test --sequences 24 --frames 8 --size 240x320 --seed 12 --scale 0.4 1.0 --blur-px 5 12 --prefix ev)
+WHEELS=${WHEELS:-.whl}
+CARRY=${CARRY:-".whl data/photos/train data/photos/test"}  # what the device call carries (checked here against 64 MiB)
+WHEELS_EXTRA=${WHEELS_EXTRA:-.whl-nvc}             # optional second folder (pynvvideocodec), installed if present
+BENCH_MODELS=${BENCH_MODELS:-vdeblur_fast}         # registry names; weights: bundled, or BENCH_CHECKPOINTS
+BENCH_CHECKPOINTS=${BENCH_CHECKPOINTS:-}           # space-separated NAME=PATH
+STAGES=${STAGES:-setup,tests,figures,train}
+SESSION_SECONDS=${SESSION_SECONDS:-540}            # the whole call; training takes what is left of it
+LIMIT_SETUP=${LIMIT_SETUP:-60}
+LIMIT_TESTS=${LIMIT_TESTS:-120}
+LIMIT_FIGURES=${LIMIT_FIGURES:-120}
+TRAIN_RESERVE=${TRAIN_RESERVE:-75}                 # seconds kept after training: evaluation and the last pack
+LIMIT_EVAL=${LIMIT_EVAL:-50}
+# GPU training: bf16 autocast, large batches, 14 of 16 cores rendering the blur; a checkpoint every
+# 200 steps (a 1 M-parameter model saves in milliseconds) so the minute-by-minute copy has a recent one.
+GPU_TRAIN_SETS=(train.amp=bf16 train.batch=64 data.workers=14 train.ckpt_every=200 train.val_every=1000
+                train.log_every=50)
+REHEARSE_TRAIN_SETS=(train.steps=4 train.batch=2 train.crop=64 train.window=2 data.length=8 data.val_sequences=1
+                     data.val_size=64 data.workers=0 train.val_every=2 train.ckpt_every=2 train.log_every=1
+                     optim.warmup_steps=0)
+PY=${PYTHON:-python3}
+
+usage() { echo "usage: bash scripts/gpu_session.sh [--rehearse] OUT_DIR" >&2; exit 2; }
+SELF=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
+REPO=$(dirname "$(dirname "$SELF")")
+HELPER="$REPO/scripts/gpu_session.py"
+
+in_repo() { if [[ $1 == /* ]]; then echo "$1"; else echo "$REPO/$1"; fi; }  # paths may be given relative to the repo
+TRAIN_STATE_DIR=$(in_repo "$TRAIN_STATE") PHOTOS_DIR=$(in_repo "$TRAIN_PHOTOS") EVAL_PATH=$(in_repo "$EVAL_DIR")
+PHOTOS_TEST_DIR=$(in_repo "$PHOTOS_TEST")
+want() { [[ ",$STAGES," == *",$1,"* ]]; }
+log() { echo "[$(date -u +%H:%M:%S) +$((SECONDS - ${SESSION_T0:-0}))s] $*" >&2; }
+note() { echo "$*" >>"$WORK/stages/$STAGE.notes"; log "$STAGE: $*"; }
+skip_stage() { echo "skipped: $*" >"$WORK/stages/$STAGE.status"; note "skipped: $*"; }
+# run_step NAME LIMIT OUTFILE|- CMD...: one step of a stage under its own limit (--foreground: the
+# stage's own `timeout` then ends the step too); a failure is noted and the stage goes on.
+run_step() {
+    local name=$1 limit=$(($2 * SLACK)) to=$3 t0=$SECONDS rc; shift 3
+    log "$STAGE/$name (limit ${limit}s): $*"
+    if [[ $to == - ]]; then timeout --foreground --kill-after=10 "$limit" "$@"
+    else timeout --foreground --kill-after=10 "$limit" "$@" >"$to" 2>&1; fi
+    rc=$?
+    [[ $to == - ]] || cat "$to"
+    [[ $rc == 0 ]] || note "$name: exit $rc$([[ $rc == 124 || $rc == 137 ]] && echo " (cut off at ${limit}s)")"
+    log "$STAGE/$name: exit $rc after $((SECONDS - t0))s"
+    return $rc
+}
+
+# ------------------------------------------------------------------------------------------- stages
+
+stage_setup() {
+    rm -rf "$SITE" && mkdir -p "$SITE/bin" "$SITE/vdeblur" "$RESULTS/setup"
+    local folder
+    for folder in "$(in_repo "$WHEELS")" "$(in_repo "$WHEELS_EXTRA")"; do
+        if ! ls "$folder"/*.whl >/dev/null 2>&1; then
+            [[ $folder == "$(in_repo "$WHEELS")" ]] && note "no $WHEELS/ wheels here: this environment's packages are used"
+            continue
+        fi
+        "$PY" "$HELPER" wheels "$folder" || return 1
+        if [[ $MODE == device ]]; then
+            "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+                "$folder"/*.whl || return 1
+        else
+            note "${folder#"$REPO"/}/ wheels checked, not installed: this Python is $("$PY" -c 'import platform; print(platform.python_version())'), they are for 3.12"
+        fi
+    done
+    if [[ $MODE == rehearse ]] && git -C "$REPO" rev-parse 2>/dev/null; then
+        # shellcheck disable=SC2086  # CARRY is a list of paths
+        "$PY" "$HELPER" travel "$REPO" $CARRY || return 1
+    fi
+    # The project from the working tree, as an installed package would lay it out (vdeblur.train is
+    # train/, ...), by links: nothing is built or written into the tree, and an edit needs no reinstall.
+    local entry
+    for entry in "$REPO"/vdeblur/*; do ln -s "$entry" "$SITE/vdeblur/"; done
+    for entry in train export engine benchmarks; do ln -s "$REPO/$entry" "$SITE/vdeblur/$entry"; done
+    local cmd module
+    for cmd in vdeblur:engine vdeblur-train:train vdeblur-export:export vdeblur-bench:benchmarks; do
+        module=${cmd#*:}
+        printf '#!/bin/sh\nexec "%s" -m vdeblur.%s.cli "$@"\n' "$PY" "$module" >"$SITE/bin/${cmd%%:*}"
+        chmod +x "$SITE/bin/${cmd%%:*}"
+    done
+    "$PY" -c "import vdeblur.engine, sys; assert vdeblur.engine.__file__.startswith('$SITE'), vdeblur.engine.__file__" \
+        || { note "vdeblur does not import from $SITE"; return 1; }
+    local need=(); [[ $MODE == device ]] && need=(--need-cuda)
+    "$PY" "$HELPER" machine "$RESULTS/setup/machine.json" "${need[@]}" || return 1
+    nvidia-smi >"$RESULTS/setup/nvidia-smi.txt" 2>&1 || note "nvidia-smi: not available here"
+}
+
+stage_tests() {
+    mkdir -p "$RESULTS/tests"
+    [[ $MODE == rehearse ]] && echo "skipped: no CUDA GPU here; the -m cuda selection is collected and skips" \
+        >"$WORK/stages/tests.status"
+    local rc=0 files
+    # Only the files that hold cuda tests are collected: the marker still selects, without importing the rest.
+    mapfile -t files < <(grep -l "pytest.mark.cuda" "$REPO"/tests/test_*.py)
+    run_step pytest $((LIMIT_TESTS - 25)) - "$PY" -m pytest -m cuda -v -rs -p no:cacheprovider --basetemp "$WORK/pytest" \
+        --junitxml "$RESULTS/tests/junit.xml" "${files[@]}" || rc=1
+    # The same parity table a user gets, for the docs (the tests above assert on it). The ONNX rows
+    # run on the image's CPU onnxruntime; the rehearsal leaves them to the suite's own tests.
+    local frames=10 candidates=torch-fp16,cuda-graphs,onnx-fp32,onnx-fp16
+    [[ $MODE == rehearse ]] && frames=2 candidates=torch-fp16,cuda-graphs
+    run_step parity 25 "$RESULTS/tests/parity.txt" vdeblur-export parity --frames $frames --candidates $candidates \
+        || rc=1
+    return $rc
+}
+
+stage_figures() {
+    local out="$RESULTS/figures" rc=0 ckpt=() spec
+    mkdir -p "$out"
+    for spec in $BENCH_CHECKPOINTS; do ckpt+=(--checkpoint "$spec"); done
+    if [[ $MODE == device ]]; then
+        local res=360p,720p,1080p e2e=1920x1080 e2e_frames=240 stage_frames=12 ms="--streams 1,2,4,8 --width 640 --height 360 --frames 60 --repeats 2 --threads 4"
+        local lat=(--frames 30 --repeats 3) dev=cuda stage_backend=torch-fp16 compiled=(720p 1080p 360p)
+    else
+        local res=64x64 e2e=64x64 e2e_frames=6 stage_frames=4 ms="--streams 1,2 --width 64 --height 64 --frames 4 --repeats 1 --threads 1"
+        local lat=(--frames 3 --repeats 1) dev=cpu stage_backend=torch-fp32 compiled=()
+        note "torch-compiled latency left out: inductor compiles on this CPU take minutes (tests/test_parity.py covers it)"
+    fi
+    run_step latency 30 - vdeblur-bench --parts latency --models "$BENCH_MODELS" "${ckpt[@]}" --resolutions $res \
+        --backends torch-fp32,torch-fp16,torch-cudagraphs "${lat[@]}" --out "$out/latency" || rc=1
+    run_step stages 25 - vdeblur-bench --parts stages --models "$BENCH_MODELS" "${ckpt[@]}" --resolutions $e2e \
+        --backends $stage_backend --frames $stage_frames --out "$out/stages" || rc=1
+    run_step e2e-clip 20 - "$PY" "$HELPER" clip "$WORK/e2e.mp4" $e2e $e2e_frames 12 || rc=1
+    local fp16=(); [[ $dev == cuda ]] && fp16=(--fp16)
+    run_step e2e 20 "$out/e2e-$e2e.txt" vdeblur "$WORK/e2e.mp4" "$WORK/e2e-out.mp4" --device $dev "${fp16[@]}" \
+        --overwrite || rc=1
+    run_step multistream 25 - "$PY" -m vdeblur.benchmarks.multistream --device $dev $ms --json "$out/multistream.json" \
+        || rc=1
+    local r
+    for r in "${compiled[@]}"; do  # one run per size: a compile cut off by the limit loses only its own row
+        (( SECONDS - STAGE_T0 < LIMIT_FIGURES - 40 )) || { note "compiled $r: no time left"; continue; }
+        run_step "compiled-$r" $((LIMIT_FIGURES - 5 - (SECONDS - STAGE_T0))) - vdeblur-bench --parts latency \
+            --models "$BENCH_MODELS" "${ckpt[@]}" --resolutions "$r" --backends torch-compiled "${lat[@]}" \
+            --out "$out/compiled-$r" || rc=1
+    done
+    return $rc
+}
+
+stage_train() {
+    mkdir -p "$RESULTS/eval"
+    local config=$TRAIN_FALLBACK_CONFIG init=() sets dev=cuda
+    if [[ -f $TRAIN_STATE_DIR/run.toml ]]; then config=$TRAIN_STATE_DIR/run.toml
+    else note "no $TRAIN_STATE/run.toml: config $TRAIN_FALLBACK_CONFIG"; fi
+    local help  # read whole: `| grep -q` would end the pipe early and, with pipefail, read as "not there"
+    help=$(vdeblur-train --help 2>&1)
+    if [[ -f $TRAIN_STATE_DIR/last.safetensors && $help == *--init-from* ]]; then
+        init=(--init-from "$TRAIN_STATE_DIR")
+    else
+        note "not warm-started (needs $TRAIN_STATE/last.safetensors and vdeblur-train --init-from): trains from scratch"
+    fi
+    if [[ $MODE == device ]]; then sets=("${GPU_TRAIN_SETS[@]}"); else sets=("${REHEARSE_TRAIN_SETS[@]}"); dev=cpu; fi
+    # As given (relative to the repo root, where the stage runs): run.toml then reads the same in the next session.
+    if [[ -d $PHOTOS_DIR ]]; then sets+=(data.kind=synthetic "data.sources=[\"$TRAIN_PHOTOS\"]")
+    else note "no $TRAIN_PHOTOS/: trains on scikit-image's photos"; sets+=(data.kind=synthetic 'data.sources=["skimage"]'); fi
+    local set_args=() s
+    for s in "${sets[@]}"; do set_args+=(--set "$s"); done
+    local model
+    model=$("$PY" "$HELPER" runtoml "$config" "$WORK/run.toml" "${set_args[@]}" | tail -1) || return 1
+    # Training takes what is left of the session, less the evaluation and the last pack.
+    local left=$((SESSION_SECONDS - (SECONDS - SESSION_T0) - TRAIN_RESERVE))
+    [[ $MODE == rehearse ]] && left=30  # the 4 steps end it; run_step scales the limit by SLACK
+    (( left >= 30 )) || { note "only ${left}s left: no training"; return 1; }
+    local minutes
+    minutes=$(awk "BEGIN {printf \"%.2f\", ($left - 20) * $SLACK / 60}")  # 20 s for start-up and the final save
+    local eval_dir=$EVAL_PATH renderer="" eval_args=(--clips 4 --clip-size 256x256)
+    [[ $MODE == rehearse ]] && eval_args=(--clips 1 --clip-size 64x64)
+    if [[ ! -d $eval_dir && -d $PHOTOS_TEST_DIR ]]; then  # one core, while the other 15 train
+        eval_dir=$WORK/eval
+        local render=("${EVAL_RENDER[@]}")
+        [[ $MODE == rehearse ]] && render=(--split test --sequences 1 --frames 3 --size 64x64 --seed 12 --prefix ev)
+        note "rendering the held-out clips from $PHOTOS_TEST during training: ${render[*]}"
+        "$PY" -m vdeblur.train.synth.render_dataset --source "$PHOTOS_TEST_DIR" --out "$eval_dir" "${render[@]}" \
+            >"$WORK/render-eval.log" 2>&1 &
+        renderer=$!
+    fi
+    ( while sleep 60; do "$PY" "$HELPER" pack "$WORK" "$OUT" >/dev/null 2>&1; done ) &  # a checkpoint into OUT every minute
+    local copier=$! rc=0  # in the stage's process group: the stage's time limit ends it too
+    run_step train "$left" - vdeblur-train --config "$WORK/run.toml" "${init[@]}" --out "$WORK/run" --device $dev \
+        --time-limit "$minutes" || rc=1
+    kill "$copier" 2>/dev/null; wait "$copier" 2>/dev/null
+    if [[ -n $renderer ]] && ! wait "$renderer"; then
+        note "rendering the held-out clips failed: $(tail -1 "$WORK/render-eval.log")"; eval_dir=""
+    fi
+    [[ -f $WORK/run/last.safetensors ]] || { note "no checkpoint written"; return 1; }
+    if [[ -d $eval_dir ]]; then eval_args=(--gopro "$eval_dir")
+    else note "no $EVAL_DIR/ and no $PHOTOS_TEST/: evaluated on synthetic clips of scikit-image's photos"; fi
+    local before=()  # the weights training started from; the bundled default model when not warm-started
+    (( ${#init[@]} )) && before=(--checkpoint "$model=${init[1]}/last.safetensors")
+    # The trained weights first and alone (the figure that matters); then the starting weights with the
+    # classical baselines and the blurred input, whose Richardson-Lucy and Wiener are slow on large frames.
+    run_step eval-trained $((LIMIT_EVAL * 2 / 5)) - vdeblur-bench --parts quality --no-baselines --models "$model" \
+        --checkpoint "$model=$WORK/run/last.safetensors" "${eval_args[@]}" --out "$RESULTS/eval/trained" || rc=1
+    run_step eval-before $((LIMIT_EVAL * 3 / 5)) - vdeblur-bench --parts quality --models "$model" \
+        "${before[@]}" "${eval_args[@]}" --out "$RESULTS/eval/before" || rc=1
+    return $rc
+}
+
+# ------------------------------------------------------------------------------------------- main
+
+if [[ ${1:-} == __stage ]]; then  # one stage, in its own process so that `timeout` can end it
+    STAGE=$2 STAGE_T0=$SECONDS
+    cd "$REPO" && "stage_$STAGE"
+    exit $?
+fi
+
+MODE=device
+[[ ${1:-} == --rehearse ]] && { MODE=rehearse; shift; }
+# Every limit times SLACK: the rehearsal checks the plumbing, not the timing, and may share a busy CPU.
+if [[ $MODE == rehearse ]]; then SLACK=${SLACK:-4} SESSION_SECONDS=$((SESSION_SECONDS * SLACK)); else SLACK=${SLACK:-1}; fi
+[[ $# == 1 && -n $1 ]] || usage
+for s in ${STAGES//,/ }; do
+    [[ $s =~ ^(setup|tests|figures|train)$ ]] || { echo "gpu_session: stage $s unknown; allowed: setup,tests,figures,train" >&2; exit 2; }
+done
+[[ ! -e $1 || -z $(ls -A "$1" 2>/dev/null) ]] || { echo "gpu_session: OUT_DIR $1 is not empty; give an empty or new folder" >&2; exit 2; }
+OUT=$(mkdir -p "$1" && cd "$1" && pwd) || { echo "gpu_session: cannot create OUT_DIR $1" >&2; exit 2; }
+made_work=""
+if [[ -z ${GPU_SESSION_WORK:-} ]]; then GPU_SESSION_WORK=$(mktemp -d -t vdeblur-session.XXXXXX); made_work=1; fi
+WORK=$GPU_SESSION_WORK
+[[ -n $made_work && $MODE == rehearse ]] && trap 'rm -rf "$WORK"' EXIT
+SITE=$WORK/site RESULTS=$WORK/results SESSION_T0=$SECONDS
+mkdir -p "$WORK/stages" "$WORK/tmp" "$RESULTS"
+# Everything the stages write goes under WORK: caches and temporary files included (the rehearsal
+# test checks that nothing lands in the tree or the home folder).
+# PYTHONSAFEPATH: `python -m` must not put the repo root first on sys.path, where vdeblur/ would
+# shadow the linked package without its sub-packages.
+export MODE SLACK SESSION_SECONDS WORK OUT SITE RESULTS SESSION_T0 PYTHON=$PY TMPDIR=$WORK/tmp PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1 \
+    PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH} PATH=$SITE/bin:$PATH PYTHONPYCACHEPREFIX=$WORK/pycache \
+    MPLCONFIGDIR=$WORK/mpl NUMBA_CACHE_DIR=$WORK/numba TORCHINDUCTOR_CACHE_DIR=$WORK/inductor \
+    TRITON_CACHE_DIR=$WORK/triton XDG_CACHE_HOME=$WORK/cache
+"$PY" - "$WORK/session.json" "$MODE" "$*" "$STAGES" "$SESSION_SECONDS" <<'EOF'
+import datetime, json, subprocess, sys
+path, mode, out, stages, seconds = sys.argv[1:]
+try:  # the device machine's copy of the tree has no .git, and maybe no git
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
+except OSError:
+    commit = ""
+json.dump({"mode": mode, "out": out, "stages": stages.split(","), "session_seconds": int(seconds),
+           "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "commit": commit or None}, open(path, "w"), indent=2)
+EOF
+say() { log "$@" 2>&1 | tee -a "$WORK/session.log"; }
+say "gpu_session ($MODE): out $OUT, work $WORK, stages $STAGES"
+declare -A LIMIT=([setup]=$LIMIT_SETUP [tests]=$LIMIT_TESTS [figures]=$LIMIT_FIGURES [train]=$SESSION_SECONDS)
+status=0
+for stage in setup tests figures train; do
+    want "$stage" || continue
+    limit=$((${LIMIT[$stage]} * SLACK))
+    if [[ $stage == train ]]; then limit=$((SESSION_SECONDS - (SECONDS - SESSION_T0) - 10)); fi
+    t0=$SECONDS
+    say "=== stage $stage (limit ${limit}s) ==="
+    timeout --kill-after=10 "$limit" bash "$SELF" __stage "$stage" 2>&1 | tee -a "$WORK/session.log"
+    rc=${PIPESTATUS[0]}
+    [[ $rc == 0 ]] || status=1
+    "$PY" "$HELPER" record "$WORK" "$stage" "$rc" $((SECONDS - t0)) | tee -a "$WORK/session.log"
+    "$PY" "$HELPER" pack "$WORK" "$OUT" 2>&1 | tee -a "$WORK/session.log"
+    [[ ${PIPESTATUS[0]} == 0 ]] || status=1
+done
+say "gpu_session ($MODE): done in $((SECONDS - SESSION_T0))s, exit $status; results in $OUT"
+"$PY" "$HELPER" pack "$WORK" "$OUT" >/dev/null 2>&1 || status=1  # session.log with the last lines in it
+exit $status
