@@ -290,7 +290,7 @@ def _copy(src: Path, dst: Path) -> None:
 
 def _copy_train_state(work: Path, out: Path) -> None:
     """The run as train_state/<name>/ holds it: ``vdeblur.train.pack`` (run.toml, last.safetensors,
-    log.csv, last.train.pt with bf16 Adam moments); before the first checkpoint, run.toml alone. The
+    log.csv and a slim last.train.pt: no raw weights, no Adam moments); before the first checkpoint, run.toml alone. The
     trainer writes last.safetensors then last.train.pt; a save between pack's two reads would pair
     states of different steps, so pack again until their steps agree."""
     run, dst = work / "run", out / "train_state"

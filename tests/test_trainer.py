@@ -217,18 +217,41 @@ def test_packed_run_resumes_on_its_own_with_the_same_config(gopro: Path, tmp_pat
     files = pack_run(tmp_path / "run", tmp_path / "packed")
     assert {f.name for f in files} == {"last.safetensors", "log.csv", "last.train.pt", "run.toml"}
     packed = torch.load(tmp_path / "packed" / "last.train.pt", weights_only=False)
-    moments = [v for s in packed["opt_g"]["state"].values() for k, v in s.items() if k.startswith("exp_avg")]
-    assert moments and all(m.dtype == torch.bfloat16 for m in moments)
+    assert packed["packed"] and not {"generator", "opt_g"} & set(packed) and packed["step"] == 2
+    assert (tmp_path / "packed" / "last.train.pt").stat().st_size < 0.1 * (tmp_path / "run" / "last.train.pt").stat().st_size
     # A fresh process elsewhere: only the packed folder and its run.toml.
     resumed = Trainer(load_config(tmp_path / "packed" / "run.toml"), tmp_path / "packed", CPU, resume=True)
-    assert resumed.step == 2 and all(v.dtype == torch.float32 for s in resumed.opt_g.state.values() for v in s.values()
-                                     if v.dim() > 0)
-    for p, q in zip(resumed.g.parameters(), run.g.parameters()):
-        assert torch.equal(p, q)
+    assert resumed.step == 2 and resumed.train_cpu_s == run.train_cpu_s
+    assert resumed.schedulers[0].get_last_lr() == run.schedulers[0].get_last_lr()
+    for p, q in zip(resumed.g.parameters(), run.ema.module.parameters()):
+        assert torch.equal(p, q)  # raw weights restart from the EMA copy
     resumed.run()
     assert resumed.step == 4
+    # --init-from a packed state: the EMA seeds both copies.
+    pack_run(tmp_path / "run", tmp_path / "packed2")
+    warm = Trainer(cfg, tmp_path / "warm", CPU, init_from=tmp_path / "packed2")
+    assert all(torch.equal(p, q) for p, q in zip(warm.g.parameters(), run.ema.module.parameters()))
     with pytest.raises(ValueError, match="not into itself"):
         pack_run(tmp_path / "packed", tmp_path / "packed")
+
+
+def test_pack_links_an_ema_identical_to_the_bundled_weights(gopro: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from vdeblur.train.pack import pack_run
+
+    cfg = load_config("vdeblur_deep", tiny_sets("vdeblur_deep", gopro) + ["train.steps=1"])
+    Trainer(cfg, tmp_path / "run", CPU).run()
+    bundled = tmp_path / "repo" / "models" / "m.safetensors"
+    bundled.parent.mkdir(parents=True)
+    shutil.copyfile(tmp_path / "run" / "last.safetensors", bundled)
+    pack_run(tmp_path / "run", tmp_path / "repo" / "state", link_to=bundled)
+    link = tmp_path / "repo" / "state" / "last.safetensors"
+    assert link.is_symlink() and str(link.readlink()) == "../models/m.safetensors"
+    assert Trainer(cfg, tmp_path / "repo" / "state", CPU, resume=True).step == 1
+    bundled.write_bytes(b"other weights")  # no longer identical: a real copy is written
+    pack_run(tmp_path / "run", tmp_path / "repo" / "state", link_to=bundled)
+    assert not link.is_symlink() and link.stat().st_size > 1000
 
 
 def load_config_from_text(text: str, folder: Path) -> Config:

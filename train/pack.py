@@ -1,19 +1,26 @@
 """Pack a training run into a small, self-contained folder to commit, and resume from it anywhere.
 
-    python -m vdeblur.train.pack RUN_DIR DEST_DIR        # e.g. runs/default train_state/default
+    python -m vdeblur.train.pack RUN_DIR DEST_DIR [--link-to BUNDLED.safetensors]
 
-DEST gets ``run.toml`` (the run's complete config), ``last.safetensors`` (EMA weights), ``log.csv`` and
-``last.train.pt`` with the Adam moments stored as bfloat16: they are two thirds of the file, and
-rounding them to bf16 (8 significant bits) changes the next updates by far less than the gradient
-noise, while the weights, data position, schedule and RNG states stay exact. A fresh machine then
-continues with ``vdeblur-train --config DEST/run.toml --out DEST --resume`` (Adam's loader casts the
-moments back to float32). The packed folder is what the training programme commits each session,
-under 30 MB for the default model.
+DEST gets ``run.toml`` (the run's complete config), ``log.csv``, ``last.safetensors`` (the EMA weights)
+and a slim ``last.train.pt``: step, data position, schedule, best score, training CPU time and every RNG
+state, but neither the raw generator weights nor the Adam moments. Resuming from it restarts the raw
+weights from the EMA copy and the optimiser from zero moments; everything else continues exactly.
+
+Why the slim state: every byte committed here also travels with the working tree to a GPU session,
+whose limit is 64 MiB with the PyAV wheel (34 MiB) and the photographs (10 MiB) in it. The full state
+of ``vdeblur_deep`` (raw weights + two Adam moments + EMA, 34 MiB) cannot travel; the slim one is the
+EMA alone, and with ``--link-to`` not even that when the EMA *is* the bundled model (a relative
+symbolic link then stands for it). What the slimming changes is small: the EMA is what is evaluated and
+shipped, and with the preset's betas (0.9, 0.9) Adam's moments average over ~10 steps, so they are
+re-estimated at once (the trainer's resume test checks the run goes on from the packed state).
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
+import os
 import shutil
 from pathlib import Path
 
@@ -21,33 +28,38 @@ import torch
 
 from .config import from_dict, to_toml
 
-FILES = ("last.safetensors", "log.csv")
+# What a packed last.train.pt leaves out (the trainer's load() accepts their absence).
+DROPPED = ("generator", "opt_g", "critic", "opt_d", "scalers")
 
 
-def _compact_optimizer(state: dict) -> dict:
-    return {**state, "state": {i: {k: v.to(torch.bfloat16) if k in ("exp_avg", "exp_avg_sq") else v
-                                   for k, v in s.items()} for i, s in state["state"].items()}}
-
-
-def pack_run(run: Path, dest: Path) -> list[Path]:
-    """Write the packed copy of ``run`` into ``dest`` (created; files replaced atomically)."""
+def pack_run(run: Path, dest: Path, link_to: Path | None = None) -> list[Path]:
+    """Write the packed copy of ``run`` into ``dest`` (created; files replaced atomically). With
+    ``link_to`` (a bundled checkpoint inside the same repository), an EMA identical to it becomes a
+    relative symbolic link to it."""
     source = run / "last.train.pt"
     if not source.is_file():
         raise FileNotFoundError(f"{run} holds no training state (last.train.pt); nothing to pack")
     if run.resolve() == dest.resolve():
         raise ValueError(f"pack {run} into another folder, not into itself")
     state = torch.load(source, map_location="cpu", weights_only=False)
-    for key in ("opt_g", "opt_d"):
-        if key in state:
-            state[key] = _compact_optimizer(state[key])
+    if "critic" in state:
+        raise ValueError(f"{run} trains a critic (GAN); packing keeps only generator state, so resume it from {run}")
+    slim = {k: v for k, v in state.items() if k not in DROPPED} | {"packed": True}
     dest.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in FILES:
-        tmp = dest / f".{name}.tmp"
-        shutil.copyfile(run / name, tmp)
-        written.append(tmp.replace(dest / name))
+    ema = dest / "last.safetensors"
+    tmp = dest / ".last.safetensors.tmp"
+    if link_to is not None and link_to.is_file() and filecmp.cmp(run / "last.safetensors", link_to, shallow=False):
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(os.path.relpath(link_to.resolve(), dest.resolve()))
+    else:
+        shutil.copyfile(run / "last.safetensors", tmp)
+    written.append(tmp.replace(ema))
+    tmp = dest / ".log.csv.tmp"
+    shutil.copyfile(run / "log.csv", tmp)
+    written.append(tmp.replace(dest / "log.csv"))
     tmp = dest / ".last.train.pt.tmp"
-    torch.save(state, tmp)
+    torch.save(slim, tmp)
     written.append(tmp.replace(dest / "last.train.pt"))
     config = dest / "run.toml"
     config.write_text(to_toml(from_dict(state["config"])))
@@ -58,13 +70,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("dest", type=Path)
+    parser.add_argument("--link-to", type=Path, help="bundled checkpoint an identical EMA is linked to")
     args = parser.parse_args(argv)
     try:
-        files = pack_run(args.run, args.dest)
+        files = pack_run(args.run, args.dest, args.link_to)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
-    size = sum(f.stat().st_size for f in files) / 2**20
-    print(f"packed {args.run} into {args.dest}: {len(files)} files, {size:.1f} MiB")
+    size = sum(f.lstat().st_size for f in files) / 2**20
+    linked = " (EMA linked to the bundled weights)" if (args.dest / "last.safetensors").is_symlink() else ""
+    print(f"packed {args.run} into {args.dest}: {len(files)} files, {size:.1f} MiB{linked}")
 
 
 if __name__ == "__main__":

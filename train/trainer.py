@@ -284,13 +284,20 @@ class Trainer:
         state = torch.load(path, map_location=self.device, weights_only=False)
         check_resumable(state["config"], self.cfg, path)
         load_weights(self.ema.module, self.out / "last.safetensors", self.device)
-        self.g.load_state_dict(state["generator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        if self.critic is not None:
-            self.critic.load_state_dict(state["critic"])
-            self.opt_d.load_state_dict(state["opt_d"])
-        for obj, saved in zip(self.schedulers + self.scalers, state["schedulers"] + state["scalers"]):
-            obj.load_state_dict(saved)
+        if state.get("packed"):
+            # A packed state (train/pack.py) has no raw weights and no optimiser moments: the raw
+            # weights restart from the EMA copy, Adam from zero moments; the rest continues exactly.
+            self.g.load_state_dict(self.ema.module.state_dict())
+        else:
+            self.g.load_state_dict(state["generator"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            if self.critic is not None:
+                self.critic.load_state_dict(state["critic"])
+                self.opt_d.load_state_dict(state["opt_d"])
+            for scaler, saved in zip(self.scalers, state["scalers"]):
+                scaler.load_state_dict(saved)
+        for scheduler, saved in zip(self.schedulers, state["schedulers"]):
+            scheduler.load_state_dict(saved)
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.best_psnr = state["best_psnr"]
         self.train_cpu_s = state.get("train_cpu_s", 0.0)  # absent in states written before it was tracked
@@ -310,5 +317,6 @@ class Trainer:
         if (model["name"], model["overrides"]) != (mine["name"], json_roundtrip(mine["overrides"])):
             raise ConfigError(f"--init-from: {path} trained {model['name']} {model['overrides']}, "
                               f"not {mine['name']} {mine['overrides']}")
-        self.g.load_state_dict(state["generator"])
         load_weights(self.ema.module, path.parent / "last.safetensors", self.device)
+        # A packed state carries the EMA weights only: they then seed the raw weights too.
+        self.g.load_state_dict(self.ema.module.state_dict() if state.get("packed") else state["generator"])
