@@ -106,6 +106,18 @@ def test_device_batches_depend_on_seed_rank_and_step_only(photos: ImageFiles) ->
     assert (first["blurred"] - first["sharp"]).abs().mean() > 0.01  # the input really is degraded
 
 
+@pytest.mark.slow
+def test_device_batches_are_the_same_with_a_pool_of_workers(photos: ImageFiles) -> None:
+    args = dict(device=torch.device("cpu"), batch=3, frames=2, height=48, width=48, seed=1)
+    serial = DeviceShakeBatches([photos], **args).batch(5)
+    pooled = DeviceShakeBatches([photos], workers=2, **args)  # the numpy draws in two spawned processes
+    try:
+        assert pooled.draws(5)[0].plan.homographies[0].shape[1:] == (3, 3) and pooled._pool is not None
+        assert all(torch.equal(serial[k], v) for k, v in pooled.batch(5).items())
+    finally:
+        pooled.close()
+
+
 def test_device_batches_refuse_video_sources(tmp_path, photos: ImageFiles) -> None:
     from conftest import make_clip
 

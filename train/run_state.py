@@ -64,7 +64,7 @@ def build_datasets(cfg: Config, window: int, device: torch.device = torch.device
     if d.kind == "device":
         train: Dataset | DeviceShakeBatches = DeviceShakeBatches(
             sources, device=device, batch=t.batch, frames=window, height=t.crop, width=t.crop, scale=d.scale,
-            seed=t.seed, rank=rank)
+            seed=t.seed, rank=rank, workers=d.workers)
     else:
         train = SyntheticDataset(sources, length=d.length, frames=window, height=t.crop, width=t.crop,
                                  scale=d.scale, seed=t.seed)

@@ -29,6 +29,7 @@ this code; the CUDA path is never run (no GPU on the development machine).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -76,7 +77,12 @@ def srgb_to_linear_tensor(image: torch.Tensor) -> torch.Tensor:
     """uint8 sRGB tensor (any shape) -> float32 linear light, on the tensor's device (the CPU table)."""
     if image.dtype != torch.uint8:
         raise ValueError(f"srgb_to_linear_tensor expects uint8; got {image.dtype}")
-    return torch.as_tensor(SRGB_TO_LINEAR, device=image.device)[image.long()]
+    return _srgb_table(image.device)[image.long()]
+
+
+@functools.lru_cache(maxsize=8)
+def _srgb_table(device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(SRGB_TO_LINEAR, device=device)  # one upload per device, not one per clip
 
 
 def linear_to_srgb_grid(linear: torch.Tensor) -> torch.Tensor:
