@@ -106,6 +106,21 @@ def test_device_batches_depend_on_seed_rank_and_step_only(photos: ImageFiles) ->
     assert (first["blurred"] - first["sharp"]).abs().mean() > 0.01  # the input really is degraded
 
 
+def test_device_rescale_matches_the_synthetic_dataset(photo: np.ndarray, photos: ImageFiles) -> None:
+    from vdeblur.train.data import SyntheticDataset
+    from vdeblur.train.device_data import rescaled_size
+
+    cpu = SyntheticDataset([photos], length=1, height=96, width=128)
+    h, w = photo.shape[:2]
+    for factor, floor_db in ((0.1, 35), (0.37, 35), (0.7, 35), (0.93, 35), (1.3, 60)):
+        expected = cpu._rescale(photo, factor)
+        size = rescaled_size(h, w, factor, 96, 128)
+        image = torch.from_numpy(np.ascontiguousarray(photo.transpose(2, 0, 1)))
+        got = DeviceShakeBatches._rescale(image, size).permute(1, 2, 0).numpy()
+        assert got.shape == expected.shape and psnr(got, expected) > floor_db, (factor, psnr(got, expected))
+    assert rescaled_size(h, w, 1.0, 96, 128) is None and rescaled_size(h, w, 0.1, 96, 128) == (128, 128)  # never below the window
+
+
 @pytest.mark.slow
 def test_device_batches_are_the_same_with_a_pool_of_workers(photos: ImageFiles) -> None:
     args = dict(device=torch.device("cpu"), batch=3, frames=2, height=48, width=48, seed=1)

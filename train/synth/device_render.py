@@ -1,6 +1,6 @@
 """Camera-shake blur rendered with torch on the training device: a whole batch of clips per call.
 
-The CPU renderer (``clip.py``) makes ~60 clips/s on 16 cores, far too few to feed a GPU. Here the
+The CPU renderer (``clip.py``) makes tens of pairs per second per core, too few to feed a GPU. Here the
 cheap part stays on the CPU: for each clip numpy draws, from the clip's seed, exactly what
 ``render_shake_clip`` draws in temporal mode (``draw_shot``, ``random_camera_path``,
 ``subframe_homographies``, ``draw_noise_levels``), a few hundred floats per clip. The expensive part,
@@ -23,7 +23,7 @@ Left out, compared with the CPU path (which keeps them):
   generator seeded per clip, so CPU and device noise differ sample by sample (same statistics),
   and CUDA and CPU torch give different normals for one seed.
 
-Everything but the normals is computed the same way on CPU and CUDA torch. Only the CPU has run
+Everything but the normals is the same computation on CPU and CUDA torch (up to float rounding). Only the CPU has run
 this code; the CUDA path is never run (no GPU on the development machine).
 """
 
