@@ -9,7 +9,8 @@ leaves out (kernel blur, compression) is listed in ``synth/device_render.py``.
 
 The numpy draws (camera path, sub-frame homographies) cost a few ms per clip, which at batch 64
 would be most of a GPU step; with ``workers`` > 0 (``data.workers``) a process pool draws them in
-parallel. The pool returns them in order, so the batch is the same with any number of workers.
+parallel (and decodes the images at start). The pool returns them in order, so the batch is the
+same with any number of workers.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.pool
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -33,6 +35,7 @@ from .synth.sources import Source, VideoFile
 # (256 photos of 12 Mpx are 9 GiB of uint8; a dead-leaves image takes ~0.4 s to make here).
 IMAGES_PER_SOURCE = 256
 Batch = dict[str, torch.Tensor]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -98,24 +101,28 @@ class DeviceShakeBatches:
                 raise ValueError(f"data.kind = 'device' takes still images (folders, 'skimage', 'deadleaves'); "
                                  f"{source.name} is a video: use data.kind = 'synthetic' for video sources")
         self.device, self.batch_size, self.workers = device, batch, workers
-        self.images = [[self._upload(source.read(int(i))) for i in _spread(len(source), images_per_source)]
+        self._pool: multiprocessing.pool.Pool | None = None
+        self.images = [[self._upload(image) for image in self._map(source.read, _spread(len(source), images_per_source))]
                        for source in sources]
         sizes = tuple(tuple((int(im.shape[1]), int(im.shape[2])) for im in images) for images in self.images)
         self.setting = _Setting(sizes, seed, rank, frames, height, width, scale, config or ShakeConfig())
-        self._pool: multiprocessing.pool.Pool | None = None
 
     def _upload(self, image: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(self.device)  # (3, H, W) uint8
 
-    def draws(self, step: int) -> list[ClipDraw]:
-        draw = partial(draw_clip, self.setting, step)
+    def _map(self, fn: Callable[[int], T], items: Sequence[int]) -> list[T]:
+        """``[fn(i) for i in items]``, in the worker pool when there is one (in order either way)."""
+        items = [int(i) for i in items]
         if self.workers == 0:
-            return [draw(i) for i in range(self.batch_size)]
+            return [fn(i) for i in items]
         if self._pool is None:
-            # spawn: the workers run numpy only and must not inherit a CUDA context.
+            # spawn: the workers run numpy and OpenCV only and must not inherit a CUDA context.
             self._pool = multiprocessing.get_context("spawn").Pool(self.workers)
             weakref.finalize(self, self._pool.terminate)
-        return self._pool.map(draw, range(self.batch_size), chunksize=-(-self.batch_size // self.workers))
+        return self._pool.map(fn, items, chunksize=-(-len(items) // self.workers))
+
+    def draws(self, step: int) -> list[ClipDraw]:
+        return self._map(partial(draw_clip, self.setting, step), range(self.batch_size))
 
     def batch(self, step: int) -> Batch:
         """The batch of training step ``step``: the same for the same (seed, rank, step), whatever came before."""
