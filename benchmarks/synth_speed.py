@@ -4,6 +4,11 @@ One thing changes per row: the blur mode. Every row renders the same clips (same
 scikit-image photos, default noise and compression draws) on one CPU thread, which is what one
 DataLoader worker gets; multiply by the worker count for a training machine. numba's compilation
 and the first clip are excluded (warm-up).
+
+The last row is the torch renderer of ``data.kind = "device"`` (``train/device_data.py``: temporal
+blur and noise, no kernel mode, no compression) making whole training batches, on ``--device``
+(default cpu, one torch thread). Its clips include the per-clip rescale of the source, as a
+training step does. ``--device cuda`` has never been run.
 """
 
 from __future__ import annotations
@@ -40,6 +45,26 @@ def measure(mode: str, images: list[np.ndarray], *, clips: int, frames: int, siz
     return Throughput(mode, clips * frames, time.perf_counter() - start)
 
 
+def measure_device(device: str, *, clips: int, frames: int, size: int, batch: int) -> Throughput:
+    """Batches of ``batch`` clips from ``DeviceShakeBatches`` (sources already on the device)."""
+    import torch
+
+    from vdeblur.train.device_data import DeviceShakeBatches
+
+    target = torch.device(device)
+    batches = DeviceShakeBatches([skimage_photos()], device=target, batch=batch, frames=frames, height=size,
+                                 width=size, seed=0)
+    sync = torch.cuda.synchronize if target.type == "cuda" else (lambda: None)
+    batches.batch(0)  # warm-up
+    sync()
+    steps = max(1, clips // batch)
+    start = time.perf_counter()
+    for step in range(1, steps + 1):
+        batches.batch(step)
+    sync()
+    return Throughput(f"device renderer ({device}, batch {batch})", steps * batch * frames, time.perf_counter() - start)
+
+
 def markdown_table(rows: list[Throughput]) -> str:
     lines = ["| blur mode | pairs/s | ms/pair |", "|---|---:|---:|"]
     lines += [f"| `{r.mode}` | {r.pairs_per_s:.1f} | {1000 / r.pairs_per_s:.1f} |" for r in rows]
@@ -51,11 +76,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=256, help="square output size in px")
     parser.add_argument("--clips", type=int, default=40, help="clips per mode")
     parser.add_argument("--frames", type=int, default=4, help="frames per clip (pairs = clips * frames)")
+    parser.add_argument("--device", default="cpu", help="device of the torch renderer's row (cuda: never run)")
+    parser.add_argument("--batch", type=int, default=8, help="clips per batch of the torch renderer")
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)  # one DataLoader worker's share; numba's loops are single-threaded already
+    if args.device == "cpu":
+        import torch
+
+        torch.set_num_threads(1)  # the same one-thread share for the torch row
     source = skimage_photos()
     images = [source.read(i) for i in range(len(source))]
     rows = [measure(mode, images, clips=args.clips, frames=args.frames, size=args.size) for mode in BLUR_MODES]
+    rows.append(measure_device(args.device, clips=args.clips, frames=args.frames, size=args.size, batch=args.batch))
     print(f"Synthesis at {args.size}x{args.size}, {args.clips} clips x {args.frames} frames per mode, one thread "
           f"({platform.processor() or platform.machine()}, {platform.python_version()})\n")
     print(markdown_table(rows))

@@ -112,6 +112,33 @@ def test_resume_is_bit_identical(gopro: Path, tmp_path: Path) -> None:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4, 5, 6]
 
 
+def test_device_data_trains_and_resumes_bit_identically(gopro: Path, tmp_path: Path) -> None:
+    # data.kind = "device": batches rendered by the trainer on its own device (the CPU here), from
+    # (seed, rank, step) alone, so a resumed run sees the very batches the straight run saw.
+    sets = [s for s in tiny_sets("vdeblur_fast", gopro) if not s.startswith(("data.", "train.crop"))]
+    sets += ["data.kind=device", "data.sources=['skimage']", "data.val_size=32", "data.val_sequences=1",
+             "train.crop=32", "loss.gan=wgan_gp", "loss.gan_weight=0.1", "model.discriminator=patchgan_wgan",
+             "train.steps=4", "train.ckpt_every=2"]
+    cfg = load_config("vdeblur_fast", sets)
+    straight = Trainer(cfg, tmp_path / "straight", CPU)
+    batch = next(straight.batches())
+    assert batch["blurred"].shape == (2, 2, 3, 32, 32) and type(straight.train_set).__name__ == "DeviceShakeBatches"
+    straight.run()
+    first = Trainer(cfg, tmp_path / "resumed", CPU)
+    first.run(until=2)
+    resumed = Trainer(cfg, tmp_path / "resumed", CPU, resume=True)
+    assert resumed.step == 2
+    resumed.run()
+    a, b = _state(straight), _state(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
+    other = Trainer(load_config("vdeblur_fast", sets + ["train.seed=1"]), tmp_path / "other", CPU)
+    assert not torch.equal(next(other.batches())["sharp"], batch["sharp"])
+    with pytest.raises(ConfigError, match="data.kind = 'devise' is not allowed; choose one of synthetic, gopro, device"):
+        load_config("vdeblur_fast", ["data.kind=devise"])
+    with pytest.raises(ConfigError, match="data.val_size = 0 .* device clips need a size"):
+        load_config("vdeblur_fast", ["data.kind=device", "data.val_size=0"])
+
+
 def test_resume_refuses_a_changed_config(gopro: Path, tmp_path: Path) -> None:
     cfg = load_config("rir", tiny_sets("rir", gopro) + ["train.steps=1"])
     Trainer(cfg, tmp_path, CPU).run()

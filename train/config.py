@@ -43,9 +43,14 @@ class ModelConfig:
     discriminator_overrides: dict[str, Any] = field(default_factory=dict)  # PatchGANConfig fields
 
 
+DATA_KINDS = ("synthetic", "gopro", "device")
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    kind: str = "synthetic"  # "synthetic": blur rendered on the fly from sources; "gopro": a GoPro-layout folder
+    # "synthetic": blur rendered on the fly from sources (CPU, DataLoader workers); "gopro": a GoPro-layout
+    # folder; "device": still-image sources rendered on the training device itself (device_data.py)
+    kind: str = "synthetic"
     root: str = ""  # gopro: <root>/{train,test}/<seq>/{blur,sharp}/*.png; test/ is the held-out split
     blur_kind: str = "blur"
     sources: tuple[str, ...] = ("skimage",)  # synthetic: image folders, video files or "skimage"
@@ -58,11 +63,11 @@ class DataConfig:
     workers: int = 0
 
     def __post_init__(self) -> None:
-        _choice("data.kind", self.kind, ("synthetic", "gopro"))
+        _choice("data.kind", self.kind, DATA_KINDS)
         if self.kind == "gopro" and not self.root:
             raise ConfigError("data.kind = 'gopro' needs data.root (the folder holding train/ and test/)")
-        if self.val_size == 0 and self.kind == "synthetic":
-            raise ConfigError("data.val_size = 0 (whole frames) needs data.kind = 'gopro'; synthetic clips need a size")
+        if self.val_size == 0 and self.kind != "gopro":
+            raise ConfigError(f"data.val_size = 0 (whole frames) needs data.kind = 'gopro'; {self.kind} clips need a size")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, Subset
 from .archs.patchgan import PatchGAN, build_discriminator
 from .config import Config, ConfigError
 from .data import GoProDataset, SyntheticDataset
+from .device_data import DeviceShakeBatches
 from .distributed import DistInfo, gather
 from .registry import get_spec
 from .synth.sources import open_source
@@ -44,9 +45,11 @@ def build_critic(cfg: Config) -> PatchGAN:
     return PatchGAN(dataclasses.replace(critic.cfg, **cfg.model.discriminator_overrides))
 
 
-def build_datasets(cfg: Config, window: int) -> tuple[Dataset, Dataset]:
+def build_datasets(cfg: Config, window: int, device: torch.device = torch.device("cpu"),
+                   rank: int = 0) -> tuple[Dataset | DeviceShakeBatches, Dataset]:
     """(training set, held-out set). GoPro: the train/ and test/ splits. Synthetic: clips rendered on
-    the fly, the held-out ones from a separate seed stream (and ``val_sources`` when given)."""
+    the fly, the held-out ones from a separate seed stream (and ``val_sources`` when given). Device:
+    training batches rendered on ``device`` (rank ``rank``'s share), held-out clips as for synthetic."""
     d, t = cfg.data, cfg.train
     val_frames = d.val_frames or window
     if d.kind == "gopro":
@@ -58,8 +61,13 @@ def build_datasets(cfg: Config, window: int) -> tuple[Dataset, Dataset]:
         return train, Subset(val, sorted(set(picks.tolist())))
     sources = [open_source(s) for s in d.sources]
     val_sources = [open_source(s) for s in d.val_sources] if d.val_sources else sources
-    train = SyntheticDataset(sources, length=d.length, frames=window, height=t.crop, width=t.crop, scale=d.scale,
-                             seed=t.seed)
+    if d.kind == "device":
+        train: Dataset | DeviceShakeBatches = DeviceShakeBatches(
+            sources, device=device, batch=t.batch, frames=window, height=t.crop, width=t.crop, scale=d.scale,
+            seed=t.seed, rank=rank, workers=d.workers)
+    else:
+        train = SyntheticDataset(sources, length=d.length, frames=window, height=t.crop, width=t.crop,
+                                 scale=d.scale, seed=t.seed)
     val = SyntheticDataset(val_sources, length=d.val_sequences, frames=val_frames, height=d.val_size,
                            width=d.val_size, scale=d.scale, seed=t.seed + VAL_SEED_OFFSET)
     return train, val

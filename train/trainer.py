@@ -24,6 +24,7 @@ from torch import nn
 from .checkpoint import load_weights, save_checkpoint
 from .config import Config, ConfigError
 from .distributed import DistInfo, any_rank, epoch_loader, unwrap, wrap
+from .device_data import DeviceShakeBatches
 from .edges import prepare_input
 from .losses import FFTLoss, GANObjective, PerceptualLoss, content_loss, gradient_penalty
 from .metrics import psnr_ssim_uint8
@@ -98,7 +99,7 @@ class Trainer:
         # One scaler per optimizer: a scaler may step each optimizer once per update, and the critic
         # can take several steps per generator step.
         self.scalers = [torch.amp.GradScaler(self.device.type, enabled=self.amp is torch.float16) for _ in optimizers]
-        self.train_set, self.val_set = build_datasets(cfg, self.window)
+        self.train_set, self.val_set = build_datasets(cfg, self.window, self.device, info.rank)
         self.step, self.epoch, self.batch_in_epoch, self.best_psnr = 0, 0, 0, -math.inf
         # CPU seconds this process spent on training steps (data + step, not validation or saving),
         # summed over resumes: the budget unit of the model study, fair however busy the machine is.
@@ -213,6 +214,9 @@ class Trainer:
 
     def batches(self) -> Iterator[Batch]:
         """Batches from the saved data position on, epoch after epoch."""
+        if isinstance(self.train_set, DeviceShakeBatches):
+            while True:  # rendered on the device; a batch depends on (seed, rank, step) only, so resume is exact
+                yield self.train_set.batch(self.step)
         while True:
             loader = epoch_loader(self.train_set, batch=self.cfg.train.batch, info=self.info, seed=self.cfg.train.seed,
                                   epoch=self.epoch, skip_batches=self.batch_in_epoch, workers=self.cfg.data.workers)

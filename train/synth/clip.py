@@ -85,18 +85,7 @@ def _render(linear: list[np.ndarray], source_hw: tuple[int, int], *, frames: int
             per_output: int, rng: np.random.Generator, config: ShakeConfig) -> tuple[np.ndarray, np.ndarray]:
     if frames < 1 or height < 1 or width < 1:
         raise ValueError(f"frames, height and width must be >= 1; got {frames}, {height}, {width}")
-    sh, sw = source_hw
-    if sh < height or sw < width:
-        raise ValueError(f"source {sw}x{sh} is smaller than the requested {width}x{height} window")
-    # The same draws in the same order for every mode: changing the mode does not reshuffle the clips.
-    mode_draw = rng.uniform()
-    use_kernel = config.mode == "kernel" or (config.mode == "mixed" and mode_draw < config.kernel_share)
-    lo, hi = config.blur_px
-    blur = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > 0 else 0.0
-    duty = float(rng.uniform(*config.duty))
-    # Whole-pixel window corner: without shake the views are then exact copies of the source.
-    left, top = np.round(rng.uniform(0, sw - width)), np.round(rng.uniform(0, sh - height))
-    center = (float(left) + width / 2, float(top) + height / 2)
+    use_kernel, blur, duty, center = draw_shot(rng, config, source_hw, height=height, width=width)
     if use_kernel:
         phase, freq = rng.uniform(0, 2 * np.pi), rng.uniform(*config.camera.shake_freq)
         per_frame = blur * np.exp(config.kernel_variation * np.sin(2 * np.pi * freq * np.arange(frames) + phase))
@@ -110,6 +99,26 @@ def _render(linear: list[np.ndarray], source_hw: tuple[int, int], *, frames: int
                                               per_output=per_output, max_step_px=config.max_step_px,
                                               max_subframes=config.max_subframes)
     return degrade_clip(blurred, rng, config.noise, config.compression), np.stack([linear_to_srgb(s) for s in sharp])
+
+
+def draw_shot(rng: np.random.Generator, config: ShakeConfig, source_hw: tuple[int, int], *, height: int,
+              width: int) -> tuple[bool, float, float, tuple[float, float]]:
+    """The per-clip draws before the blur itself: (kernel mode?, mean blur px, duty, window centre on the source).
+
+    Shared by the CPU renderer and ``device_render.py``, so both turn one seed into the same shot.
+    """
+    sh, sw = source_hw
+    if sh < height or sw < width:
+        raise ValueError(f"source {sw}x{sh} is smaller than the requested {width}x{height} window")
+    # The same draws in the same order for every mode: changing the mode does not reshuffle the clips.
+    mode_draw = rng.uniform()
+    use_kernel = config.mode == "kernel" or (config.mode == "mixed" and mode_draw < config.kernel_share)
+    lo, hi = config.blur_px
+    blur = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > 0 else 0.0
+    duty = float(rng.uniform(*config.duty))
+    # Whole-pixel window corner: without shake the views are then exact copies of the source.
+    left, top = np.round(rng.uniform(0, sw - width)), np.round(rng.uniform(0, sh - height))
+    return use_kernel, blur, duty, (float(left) + width / 2, float(top) + height / 2)
 
 
 def _check_rgb_u8(array: np.ndarray, name: str, ndim: int) -> None:

@@ -134,9 +134,7 @@ def h264_roundtrip(frames: np.ndarray, crf: int) -> np.ndarray:
 def degrade_clip(linear: list[np.ndarray], rng: np.random.Generator, noise: NoiseConfig | None,
                  compression: CompressionConfig | None) -> np.ndarray:
     """Blurred linear frames (each (H, W, 3) float32) -> (T, H, W, 3) uint8 as a camera would save them."""
-    levels = None
-    if noise is not None and rng.uniform() < noise.probability:
-        levels = (_log_uniform(rng, noise.shot), _log_uniform(rng, noise.read))
+    levels = draw_noise_levels(rng, noise)
     frames = np.stack([linear_to_srgb(f, levels, rng) for f in linear])
     if compression is None or compression.kind == "none" or rng.uniform() >= compression.probability:
         return frames
@@ -146,6 +144,13 @@ def degrade_clip(linear: list[np.ndarray], rng: np.random.Generator, noise: Nois
         return np.stack([jpeg_roundtrip(f, quality) for f in frames])
     crf = int(rng.integers(compression.h264_crf[0], compression.h264_crf[1] + 1))
     return h264_roundtrip(frames, crf)
+
+
+def draw_noise_levels(rng: np.random.Generator, noise: NoiseConfig | None) -> tuple[float, float] | None:
+    """One clip's (shot variance, read std), or None for a clip without noise."""
+    if noise is not None and rng.uniform() < noise.probability:
+        return _log_uniform(rng, noise.shot), _log_uniform(rng, noise.read)
+    return None
 
 
 def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:

@@ -56,6 +56,21 @@ def source_indices(frame: int, count: int, per_output: int, available: int) -> n
     return frame * per_output + (np.arange(count) * per_output) // count
 
 
+def subframe_homographies(path: CameraPath, *, frames: int, duty: float, source_center: tuple[float, float],
+                          at_least: int = 1, max_step_px: float = 1.0, max_subframes: int = 61) -> list[np.ndarray]:
+    """Per output frame, the (n, 3, 3) homographies of its sub-frames (n odd, the middle one is the sharp view).
+
+    Shared by ``render_temporal_clip`` and ``device_render.py``, so both average the same views.
+    """
+    lengths = path.exposure_lengths(np.arange(frames, dtype=np.float64), duty)  # (T,)
+    out = []
+    for t in range(frames):
+        n = subframe_count(lengths[t], max_step_px, max_subframes, at_least=at_least)
+        times = t + duty * (np.arange(n) / max(n - 1, 1) - 0.5)  # (n,) centred on the frame time
+        out.append(path.homographies(times, source_center))
+    return out
+
+
 def render_temporal_clip(sources: Sequence[np.ndarray], path: CameraPath, *, frames: int, duty: float,
                          source_center: tuple[float, float], per_output: int = 1, max_step_px: float = 1.0,
                          max_subframes: int = 61) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -68,12 +83,12 @@ def render_temporal_clip(sources: Sequence[np.ndarray], path: CameraPath, *, fra
         raise ValueError("render_temporal_clip needs at least one source frame")
     if not 0 < duty <= 1:
         raise ValueError(f"duty must be in (0, 1]; got {duty}")
-    lengths = path.exposure_lengths(np.arange(frames, dtype=np.float64), duty)  # (T,)
+    all_homs = subframe_homographies(path, frames=frames, duty=duty, source_center=source_center,
+                                     at_least=per_output if len(sources) > 1 else 1, max_step_px=max_step_px,
+                                     max_subframes=max_subframes)
     blurred, sharp = [], []
-    for t in range(frames):
-        n = subframe_count(lengths[t], max_step_px, max_subframes, at_least=per_output if len(sources) > 1 else 1)
-        times = t + duty * (np.arange(n) / max(n - 1, 1) - 0.5)  # (n,) centred on the frame time
-        homs = path.homographies(times, source_center)  # (n, 3, 3)
+    for t, homs in enumerate(all_homs):
+        n = len(homs)
         index = source_indices(t, n, per_output, len(sources))
         mid = n // 2
         target = warp_view(sources[index[mid]], homs[mid], path.height, path.width, sharp=True)
