@@ -48,7 +48,7 @@ EVAL_RENDER=(--split test --sequences 24 --frames 8 --size 240x320 --seed 12 --s
 WHEELS=${WHEELS:-.whl}
 CARRY=${CARRY:-".whl data/photos/train data/photos/test"}  # what the device call carries (checked here against 64 MiB)
 WHEELS_EXTRA=${WHEELS_EXTRA:-.whl-nvc}             # optional second folder (pynvvideocodec), installed if present
-BENCH_MODELS=${BENCH_MODELS:-vdeblur_fast}         # registry names; weights: bundled, or BENCH_CHECKPOINTS
+BENCH_MODELS=${BENCH_MODELS:-vdeblur_deep,vdeblur_fast}  # registry names; weights: bundled, or BENCH_CHECKPOINTS
 BENCH_CHECKPOINTS=${BENCH_CHECKPOINTS:-}           # space-separated NAME=PATH
 STAGES=${STAGES:-setup,tests,figures,train}
 SESSION_SECONDS=${SESSION_SECONDS:-540}            # the whole call; training takes what is left of it
@@ -60,11 +60,14 @@ LIMIT_EVAL=${LIMIT_EVAL:-50}
 # GPU training: bf16 autocast, large batches, 14 of 16 cores rendering the blur; a checkpoint every
 # 200 steps (a 1 M-parameter model saves in milliseconds) so the minute-by-minute copy has a recent one.
 GPU_TRAIN_SETS=(train.amp=bf16 train.batch=64 data.workers=14 train.ckpt_every=200 train.val_every=1000
-                train.log_every=50)
+                train.log_every=50 train.steps=20000 optim.warmup_steps=200 data.val_size=128 data.val_sequences=8)
 REHEARSE_TRAIN_SETS=(train.steps=4 train.batch=2 train.crop=64 train.window=2 data.length=8 data.val_sequences=1
                      data.val_size=64 data.workers=0 train.val_every=2 train.ckpt_every=2 train.log_every=1
                      optim.warmup_steps=0)
 PY=${PYTHON:-python3}
+# The procedural dead-leaves source on the GPU (decoded by the data.workers pool at start-up); the
+# rehearsal leaves it out (~100 s of CPU to decode its images).
+EXTRA_SOURCES=${EXTRA_SOURCES-auto}
 
 usage() { echo "usage: bash scripts/gpu_session.sh [--rehearse] OUT_DIR" >&2; exit 2; }
 SELF=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
@@ -196,8 +199,12 @@ stage_train() {
     fi
     if [[ $MODE == device ]]; then sets=("${GPU_TRAIN_SETS[@]}"); else sets=("${REHEARSE_TRAIN_SETS[@]}"); dev=cpu; fi
     # As given (relative to the repo root, where the stage runs): run.toml then reads the same in the next session.
-    if [[ -d $PHOTOS_DIR ]]; then sets+=(data.kind=synthetic "data.sources=[\"$TRAIN_PHOTOS\"]")
-    else note "no $TRAIN_PHOTOS/: trains on scikit-image's photos"; sets+=(data.kind=synthetic 'data.sources=["skimage"]'); fi
+    # data.kind=device: the blur is rendered on the training device itself (train/synth/device_render.py;
+    # CPU synthesis on 16 cores would leave the GPU idle); the rehearsal renders the same way on the CPU.
+    local extra=$EXTRA_SOURCES
+    if [[ $extra == auto ]]; then if [[ $MODE == device ]]; then extra=', "deadleaves"'; else extra=''; fi; fi
+    if [[ -d $PHOTOS_DIR ]]; then sets+=(data.kind=device "data.sources=[\"$TRAIN_PHOTOS\", \"skimage\"$extra]")
+    else note "no $TRAIN_PHOTOS/: trains on scikit-image's photos"; sets+=(data.kind=device "data.sources=[\"skimage\"$extra]"); fi
     local set_args=() s
     for s in "${sets[@]}"; do set_args+=(--set "$s"); done
     local model
