@@ -151,8 +151,8 @@ def settings_from_options(quick: bool, models: str | None, backends: str | None,
 @click.option("--parts", help=f"What to run, comma-separated: {', '.join(PARTS)} (default all).")
 @click.option("--gopro", type=click.Path(path_type=Path), help="GoPro-layout folder for quality (uses its test/ split).")
 @click.option("--checkpoint", "checkpoints", multiple=True, metavar="NAME=PATH",
-              help="Weights for a model (repeatable). Default: the bundled checkpoint for vdeblur_fast if shipped, "
-                   "random weights otherwise.")
+              help="Weights for a model (repeatable). Default: the model's bundled checkpoint (vdeblur_deep, "
+                   "vdeblur_fast), random weights otherwise.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True)
 @click.option("--frames", type=int, help="Timed frames per repeat (latency) and frames of the stage video.")
 @click.option("--repeats", type=int, help="Latency repeats; the median over them is reported.")
