@@ -101,8 +101,8 @@ def load_weights(model: nn.Module, path: str | Path, map_location: str | torch.d
     if name and info.model != name:
         raise CheckpointError(f"{path} holds a {info.model!r} model, not {name!r}")
     own = dataclasses.asdict(model.cfg)
-    if {k: _jsonable(v) for k, v in own.items()} != info.config:
-        diff = sorted(k for k in set(own) | set(info.config) if _jsonable(own.get(k)) != info.config.get(k))
+    if {k: jsonable(v) for k, v in own.items()} != info.config:
+        diff = sorted(k for k in set(own) | set(info.config) if jsonable(own.get(k)) != info.config.get(k))
         raise CheckpointError(f"{path} config differs in {diff}: checkpoint {[info.config.get(k) for k in diff]}, "
                               f"model {[own.get(k) for k in diff]}")
     try:
@@ -118,5 +118,6 @@ def load_weights(model: nn.Module, path: str | Path, map_location: str | torch.d
     model.load_state_dict(tensors)
 
 
-def _jsonable(v: Any) -> Any:
+def jsonable(v: Any) -> Any:
+    """``v`` as it reads back from a saved JSON config (tuples become lists)."""
     return json.loads(json.dumps(v))

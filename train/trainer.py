@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
 import time
 from collections import defaultdict
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import load_weights, save_checkpoint
+from .checkpoint import jsonable, load_weights, save_checkpoint
 from .config import Config, ConfigError
 from .distributed import DistInfo, any_rank, epoch_loader, unwrap, wrap
 from .device_data import DeviceShakeBatches
@@ -33,11 +32,6 @@ from .registry import build_model
 from .run_state import RunLog, build_critic, build_datasets, capture_rng, check_resumable, restore_rng
 
 Batch = dict[str, torch.Tensor]
-
-
-def json_roundtrip(value: object) -> object:
-    """``value`` as it reads back from a saved config (tuples become lists)."""
-    return json.loads(json.dumps(value))
 
 
 class EMA:
@@ -318,7 +312,7 @@ class Trainer:
         state = torch.load(path, map_location=self.device, weights_only=False)
         model = state["config"]["model"]
         mine = self.cfg.to_dict()["model"]
-        if (model["name"], model["overrides"]) != (mine["name"], json_roundtrip(mine["overrides"])):
+        if (model["name"], model["overrides"]) != (mine["name"], jsonable(mine["overrides"])):
             raise ConfigError(f"--init-from: {path} trained {model['name']} {model['overrides']}, "
                               f"not {mine['name']} {mine['overrides']}")
         load_weights(self.ema.module, path.parent / "last.safetensors", self.device)
