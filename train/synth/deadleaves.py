@@ -24,7 +24,7 @@ class DeadLeavesConfig:
     r_min: float = 1.5
     r_max: float = 160.0
     alpha: float = 3.0  # power-law exponent of the radius density (3 is scale invariant)
-    discs: int = 4000  # enough for small leaves to cover the large ones almost everywhere
+    discs: int = 4000  # most of the image covered; the background colour still shows in places
     palette: int = 6  # colour centres per image
     textured_share: float = 0.35
 
@@ -52,8 +52,8 @@ def dead_leaves(seed: int, cfg: DeadLeavesConfig = DeadLeavesConfig()) -> np.nda
     centres = grey + rng.uniform(0.2, 1.0, size=(cfg.palette, 1)).astype(np.float32) * (centres - grey)
     image = np.empty((s, s, 3), np.float32)
     image[:] = centres[rng.integers(cfg.palette)]
-    # Back to front: every disc covers what lies under it. The largest radius is drawn with the
-    # density's own share, so large leaves sit under (and are cut by) many small ones.
+    # Back to front: every disc covers what lies under it. Radii come in random order, so large
+    # leaves are cut by the many small ones drawn after them.
     mask = np.zeros((s, s), np.uint8)
     for r in power_law_radii(rng, cfg.discs, cfg):
         cx, cy = rng.uniform(-r, s + r, size=2)
