@@ -115,12 +115,15 @@ class EvalResult:
         return self.psnr - self.input_psnr
 
 
-def score_clips(run, clips: list[Clip]) -> list[ClipScore]:
+def input_scores(clips: list[Clip]) -> list[tuple[float, float]]:
+    """PSNR/SSIM of each blurred clip itself: the baseline, computed once per data set, not per model."""
+    return [psnr_ssim_uint8(from_uint8(c.blurred), from_uint8(c.sharp)) for c in clips]
+
+
+def score_clips(run, clips: list[Clip], inputs: list[tuple[float, float]]) -> list[ClipScore]:
     scores = []
-    for clip in clips:
-        out = run(clip.blurred)
-        p_in, s_in = psnr_ssim_uint8(from_uint8(clip.blurred), from_uint8(clip.sharp))
-        p, s = psnr_ssim_uint8(from_uint8(out), from_uint8(clip.sharp))
+    for clip, (p_in, s_in) in zip(clips, inputs):
+        p, s = psnr_ssim_uint8(from_uint8(run(clip.blurred)), from_uint8(clip.sharp))
         scores.append(ClipScore(clip.name, p_in, p, s_in, s))
     return scores
 
@@ -179,12 +182,13 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     checkpoints = _named_checkpoints(args.runs, args.checkpoint)
     datasets = {str(folder): gopro_clips(folder, args.frames) for folder in args.eval}
+    inputs = {data: input_scores(clips) for data, clips in datasets.items()}
     results, per_clip = [], []
     for name, path in checkpoints.items():
         model, _ = load_checkpoint(path)
         run = model_method(model.eval())
         for data, clips in datasets.items():
-            scores = score_clips(run, clips)
+            scores = score_clips(run, clips, inputs[data])
             result = summarise(name, str(path), data, clips, scores)
             results.append(result)
             per_clip.append([asdict(s) for s in scores])
