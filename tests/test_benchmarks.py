@@ -219,3 +219,14 @@ def test_before_after_picture_has_one_row_per_sequence(tmp_path, fast_checkpoint
     before_after(["--model", str(fast_checkpoint), "--gopro", str(tmp_path / "shake"), "--out", str(out),
                   "--rows", "2", "--frames", "3", "--crop", "48"])
     assert cv2.imread(str(out)).shape == (2 * 48, 3 * 48, 3)
+
+
+def test_train_speed_rows_cover_precision_and_layout_with_gradient_checks() -> None:
+    from vdeblur.benchmarks.train_speed import measure, table
+
+    torch.set_num_threads(1)
+    rows = measure("vdeblur_fast", batch=2, crop=32, steps=1, device=torch.device("cpu"))
+    assert [(r.amp, r.channels_last) for r in rows] == [("off", False), ("off", True), ("bf16", False), ("bf16", True)]
+    assert rows[0].grad_cos == pytest.approx(1.0) and rows[1].grad_cos > 0.9999  # layout alone: the same gradient
+    assert all(r.grad_cos > 0.99 and r.cpu_s > 0 for r in rows)
+    assert "| bf16 | true |" in table(rows) and "1.00x" in table(rows)

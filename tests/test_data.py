@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from vdeblur.train.data import GoProDataset, SyntheticDataset, scan_gopro
+from vdeblur.train.data import GoProDataset, SyntheticDataset, detail, scan_gopro
 from vdeblur.train.synth import ShakeConfig
 from vdeblur.train.synth.render_dataset import render_folder
 from vdeblur.train.synth.sources import VideoFile, image_folder, open_source, skimage_photos
@@ -153,3 +153,50 @@ def test_rendered_folder_reads_back_as_gopro_with_identical_pixels(tmp_path: Pat
     for i in range(2):
         for key in ("blurred", "sharp"):
             assert torch.equal(back[i][key], synth[i][key])
+
+
+def test_detail_tells_flat_from_textured(photo: np.ndarray) -> None:
+    flat = np.full((1, 32, 32, 3), 120, np.uint8)
+    ramp = np.broadcast_to(np.arange(32, dtype=np.uint8)[None, None, :, None], (1, 32, 32, 3))
+    assert detail(flat) == 0.0
+    assert detail(ramp) == pytest.approx(1.0, abs=1e-5)  # one level per column: |dx| = 1, |dy| = 0
+    assert detail(photo[None, 100:164, 150:214]) > 5  # real photo content
+
+
+def _flat_and_textured_gopro(root: Path, photo: np.ndarray) -> Path:
+    # One sky-like sequence (a constant frame) beside three of photo content.
+    for s in range(4):
+        for i in range(3):
+            frame = np.full((H, W, 3), 140, np.uint8) if s == 0 else photo[s * 40:s * 40 + H, i:i + W]
+            for kind in ("sharp", "blur"):
+                _write(root / "train" / f"seq{s}" / kind / f"{i:06d}.png", frame)
+    return root
+
+
+def test_min_detail_skips_flat_windows(tmp_path: Path, photo: np.ndarray) -> None:
+    root = _flat_and_textured_gopro(tmp_path, photo)
+    keep = GoProDataset(root, split="train", window=1, crop=24, seed=0)
+    skip = GoProDataset(root, split="train", window=1, crop=24, seed=0, min_detail=2.5)
+    flat = lambda item: bool(item["sharp"].max() == item["sharp"].min())  # noqa: E731
+    assert sum(flat(keep[i]) for i in range(len(keep))) == 3  # the flat sequence's 3 windows, unskipped
+    assert not any(flat(skip[i]) for i in range(len(skip)))
+    # Textured windows are left as they were, and the re-draws are deterministic.
+    assert all(torch.equal(skip[i]["sharp"], keep[i]["sharp"]) for i in range(3, len(keep)))
+    assert torch.equal(skip[0]["sharp"], skip[0]["sharp"])
+    # A set of only flat windows still yields items (the last draw is kept) instead of looping forever.
+    for i in range(2):
+        _write(tmp_path / "sky" / "train" / "seq0" / "sharp" / f"{i:06d}.png", np.full((H, W, 3), 140, np.uint8))
+        _write(tmp_path / "sky" / "train" / "seq0" / "blur" / f"{i:06d}.png", np.full((H, W, 3), 140, np.uint8))
+    assert flat(GoProDataset(tmp_path / "sky", split="train", window=1, crop=24, min_detail=2.5)[1])
+
+
+def test_min_detail_redraws_flat_synthetic_clips(tmp_path: Path, photo: np.ndarray) -> None:
+    _write(tmp_path / "src" / "a_flat.png", np.full((96, 96, 3), 90, np.uint8))
+    _write(tmp_path / "src" / "b_photo.png", np.ascontiguousarray(photo[:96, :96]))
+    config = ShakeConfig(compression=None, noise=None)
+    kw = dict(length=12, frames=1, height=48, width=48, config=config, seed=2)
+    keep = SyntheticDataset([open_source(tmp_path / "src")], **kw)
+    skip = SyntheticDataset([open_source(tmp_path / "src")], **kw, min_detail=2.5)
+    details = lambda ds: [detail((ds[i]["sharp"].permute(0, 2, 3, 1) * 255).round().byte().numpy())  # noqa: E731
+                          for i in range(len(ds))]
+    assert min(details(keep)) < 1 and min(details(skip)) >= 2.5

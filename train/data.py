@@ -72,12 +72,12 @@ class GoProDataset(Dataset):
 
     def __init__(self, root: str | Path, *, split: str = "train", window: int = 1, stride: int | None = None,
                  crop: int | tuple[int, int] | None = 256, flips: bool = True, blur_kind: str = "blur",
-                 seed: int = 0) -> None:
+                 seed: int = 0, min_detail: float = 0.0) -> None:
         if window < 1 or (stride is not None and stride < 1):
             raise ValueError(f"window and stride must be >= 1; got {window}, {stride}")
         self.sequences = scan_gopro(root, split, blur_kind)
         self.crop = (crop, crop) if isinstance(crop, int) else crop
-        self.flips, self.seed, self.epoch = flips, seed, 0
+        self.flips, self.seed, self.epoch, self.min_detail = flips, seed, 0, min_detail
         step = stride or window
         self.windows = [(i, start) for i, seq in enumerate(self.sequences)
                         for start in range(0, len(seq.blur) - window + 1, step)]
@@ -92,16 +92,36 @@ class GoProDataset(Dataset):
         return len(self.windows)
 
     def __getitem__(self, index: int) -> Item:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        for _ in range(FLAT_TRIES):
+            blurred, sharp = random_crop_flip(*self._window(index), rng, self.crop, self.flips)
+            if self.min_detail <= 0 or detail(sharp) >= self.min_detail:
+                break
+            index = int(rng.integers(len(self.windows)))  # flat: another window, drawn from this item's stream
+        return to_item(blurred, sharp)
+
+    def _window(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (T, H, W, 3) uint8 blurred and sharp frames of window ``index``."""
         seq_index, start = self.windows[index]
         seq = self.sequences[seq_index]
         span = range(start, start + self.window)
-        blurred = np.stack([read_rgb(seq.blur[i]) for i in span])  # (T, H, W, 3) uint8
+        blurred = np.stack([read_rgb(seq.blur[i]) for i in span])
         sharp = np.stack([read_rgb(seq.sharp[i]) for i in span])
         if blurred.shape != sharp.shape:
             raise ValueError(f"sequence {seq.name}: blurred frames {blurred.shape[1:3]} differ from sharp {sharp.shape[1:3]}")
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        blurred, sharp = random_crop_flip(blurred, sharp, rng, self.crop, self.flips)
-        return to_item(blurred, sharp)
+        return blurred, sharp
+
+
+# Re-draws a flat window gets before the last draw is kept (a set of only flat images must still train).
+FLAT_TRIES = 8
+
+
+def detail(sharp: np.ndarray) -> float:
+    """Mean absolute luma gradient of a (T, H, W, 3) uint8 window's first frame, |dx| + |dy| in 8-bit
+    levels: about 1 on clear sky or bokeh (whose blurred input is already within ~40 dB of the target,
+    nothing to learn), 10-20 on foliage or text. ``data.min_detail`` skips windows below it."""
+    y = sharp[0].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return float(np.abs(np.diff(y, axis=0)).mean() + np.abs(np.diff(y, axis=1)).mean())
 
 
 def random_crop_flip(blurred: np.ndarray, sharp: np.ndarray, rng: np.random.Generator,
@@ -141,7 +161,7 @@ class SyntheticDataset(Dataset):
 
     def __init__(self, sources: Sequence[Source], *, length: int, frames: int = 1, height: int = 256,
                  width: int = 256, config: ShakeConfig | None = None, scale: tuple[float, float] = (0.5, 1.0),
-                 per_output: int = 1, seed: int = 0) -> None:
+                 per_output: int = 1, seed: int = 0, min_detail: float = 0.0) -> None:
         if not sources:
             raise ValueError("SyntheticDataset needs at least one source")
         if length < 1 or frames < 1 or per_output < 1:
@@ -154,6 +174,7 @@ class SyntheticDataset(Dataset):
         self.sources, self.length, self.frames = list(sources), length, frames
         self.height, self.width, self.config = height, width, config or ShakeConfig()
         self.scale, self.per_output, self.seed, self.epoch = scale, per_output, seed, 0
+        self.min_detail = min_detail
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -165,6 +186,13 @@ class SyntheticDataset(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} outside a dataset of {self.length} items")
         rng = np.random.default_rng([self.seed, self.epoch, index])
+        for _ in range(FLAT_TRIES):  # a flat clip is drawn again from the item's own stream (data.min_detail)
+            blurred, sharp = self._clip(rng)
+            if self.min_detail <= 0 or detail(sharp) >= self.min_detail:
+                break
+        return to_item(blurred, sharp)
+
+    def _clip(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         source = self.sources[int(rng.integers(len(self.sources)))]
         factor = float(rng.uniform(*self.scale))
         clip_seed = int(rng.integers(2**63))
@@ -177,7 +205,7 @@ class SyntheticDataset(Dataset):
         else:
             image = self._rescale(source.read(int(rng.integers(len(source)))), factor)
             blurred, sharp = render_shake_clip(image, **size)
-        return to_item(blurred, sharp)
+        return blurred, sharp
 
     def _rescale(self, image: np.ndarray, factor: float) -> np.ndarray:
         h, w = image.shape[:2]

@@ -28,7 +28,9 @@ from .synth.sources import open_source
 # The held-out synthetic clips use their own seed stream, far from the training seeds.
 VAL_SEED_OFFSET = 1_000_000
 # Keys that may change when a run is resumed: they change how long and how visibly it runs, not what it learns.
-RESUMABLE_CHANGES = {"train.steps", "train.val_every", "train.ckpt_every", "train.log_every", "data.workers"}
+# Keys a resumed run may change: bookkeeping, and how the same objective is computed (precision, layout).
+RESUMABLE_CHANGES = {"train.steps", "train.val_every", "train.ckpt_every", "train.log_every", "data.workers",
+                     "train.amp", "train.channels_last"}
 LOG_COLUMNS = ("step", "it_per_s", "lr_g", "cpu_s", "g_loss", "content", "fft", "perceptual", "gan", "d_loss", "gp",
                "val_psnr", "val_ssim", "val_input_psnr", "val_input_ssim")
 
@@ -53,7 +55,8 @@ def build_datasets(cfg: Config, window: int, device: torch.device = torch.device
     d, t = cfg.data, cfg.train
     val_frames = d.val_frames or window
     if d.kind == "gopro":
-        train = GoProDataset(d.root, split="train", window=window, crop=t.crop, blur_kind=d.blur_kind, seed=t.seed)
+        train = GoProDataset(d.root, split="train", window=window, crop=t.crop, blur_kind=d.blur_kind, seed=t.seed,
+                             min_detail=d.min_detail)
         val = GoProDataset(d.root, split="test", window=val_frames, crop=d.val_size or None, flips=False,
                            blur_kind=d.blur_kind, seed=t.seed)
         # Evenly spaced windows, so the held-out set spans every test sequence rather than the first one.
@@ -67,7 +70,7 @@ def build_datasets(cfg: Config, window: int, device: torch.device = torch.device
             seed=t.seed, rank=rank, workers=d.workers)
     else:
         train = SyntheticDataset(sources, length=d.length, frames=window, height=t.crop, width=t.crop,
-                                 scale=d.scale, seed=t.seed)
+                                 scale=d.scale, seed=t.seed, min_detail=d.min_detail)
     val = SyntheticDataset(val_sources, length=d.val_sequences, frames=val_frames, height=d.val_size,
                            width=d.val_size, scale=d.scale, seed=t.seed + VAL_SEED_OFFSET)
     return train, val

@@ -71,6 +71,8 @@ class Trainer:
         self.cfg, self.out, self.info, self.device = cfg, Path(out), info, info.device
         torch.manual_seed(cfg.train.seed + info.rank)
         self.g = build_model(cfg.model.name, cfg.model.overrides).to(self.device)
+        if cfg.train.channels_last:  # before the EMA copy and the optimiser, so both share the layout
+            self.g = self.g.to(memory_format=torch.channels_last)
         self.window = cfg.train.window if self.g.is_recurrent else 1
         if cfg.train.crop % self.g.pad_multiple:
             raise ConfigError(f"train.crop = {cfg.train.crop} is not a multiple of {self.g.pad_multiple}, "
@@ -87,7 +89,9 @@ class Trainer:
         self.content = content_loss(cfg.loss.content)
         self.fft = FFTLoss() if cfg.loss.fft_weight > 0 else None
         self.perceptual = self._perceptual()
-        self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.amp) if self.device.type == "cuda" else None
+        if cfg.train.amp == "fp16" and self.device.type != "cuda":
+            raise ConfigError(f"train.amp = fp16 needs CUDA, and this run is on {self.device.type}: use bf16 or off")
+        self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.amp)
         optimizers = [self.opt_g] + ([self.opt_d] if self.critic is not None else [])
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, cfg)) for o in optimizers]
         # One scaler per optimizer: a scaler may step each optimizer once per update, and the critic
@@ -131,6 +135,7 @@ class Trainer:
         state = unwrap(model).initial_state(b, h, w, device=self.device)
         outs = []
         for i in range(t):
+            # The frame stays NCHW even with train.channels_last: NHWC weights make every conv output NHWC.
             out, state = model(prepare_input(blurred[:, i], self.g.input_kind), state)
             outs.append(out)
         return torch.stack(outs, dim=1).flatten(0, 1)
