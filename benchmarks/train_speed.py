@@ -55,10 +55,7 @@ def _gradient(trainer: Trainer, batch: dict[str, torch.Tensor], weights: dict[st
     blurred, sharp = batch["blurred"].to(trainer.device), batch["sharp"].to(trainer.device).flatten(0, 1)
     with trainer.autocast():
         fake = trainer.unroll(trainer.g, blurred)
-    loss = trainer.content(fake.float(), sharp)
-    if trainer.fft is not None:
-        loss = loss + trainer.cfg.loss.fft_weight * trainer.fft(fake, sharp)
-    loss.backward()
+    sum(trainer.reconstruction_terms(fake, sharp).values()).backward()
     return torch.cat([p.grad.flatten().float() for p in trainer.g.parameters() if p.grad is not None])
 
 

@@ -27,8 +27,8 @@ from .synth.sources import open_source
 
 # The held-out synthetic clips use their own seed stream, far from the training seeds.
 VAL_SEED_OFFSET = 1_000_000
-# Keys that may change when a run is resumed: they change how long and how visibly it runs, not what it learns.
-# Keys a resumed run may change: bookkeeping, and how the same objective is computed (precision, layout).
+# Keys that may change when a run is resumed: how long and how visibly it runs, and how the same
+# objective is computed (precision, memory layout), not what it learns.
 RESUMABLE_CHANGES = {"train.steps", "train.val_every", "train.ckpt_every", "train.log_every", "data.workers",
                      "train.amp", "train.channels_last"}
 LOG_COLUMNS = ("step", "it_per_s", "lr_g", "cpu_s", "g_loss", "content", "fft", "perceptual", "gan", "d_loss", "gp",

@@ -166,12 +166,7 @@ class Trainer:
             self.critic.requires_grad_(False)
 
         # 2. Generator: content + perceptual + adversarial.
-        terms = {"content": cfg.content_weight * self.content(fake.float(), sharp)}
-        if self.fft is not None:
-            terms["fft"] = cfg.fft_weight * self.fft(fake, sharp)
-        if self.perceptual is not None:
-            with self.autocast():
-                terms["perceptual"] = cfg.perceptual_weight * self.perceptual(fake, sharp)
+        terms = self.reconstruction_terms(fake, sharp)
         if self.critic is not None:
             with self.autocast():
                 terms["gan"] = cfg.gan_weight * self.gan.generator_loss(self.critic(blurred, fake))
@@ -182,6 +177,17 @@ class Trainer:
         self.ema.update(self.g, self.step)
         self.step += 1
         return {"g_loss": g_loss.item(), **{k: v.item() for k, v in terms.items()}, **logs}
+
+    def reconstruction_terms(self, fake: torch.Tensor, sharp: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The generator's weighted terms against the sharp target: content, FFT and perceptual."""
+        cfg = self.cfg.loss
+        terms = {"content": cfg.content_weight * self.content(fake.float(), sharp)}
+        if self.fft is not None:
+            terms["fft"] = cfg.fft_weight * self.fft(fake, sharp)
+        if self.perceptual is not None:
+            with self.autocast():
+                terms["perceptual"] = cfg.perceptual_weight * self.perceptual(fake, sharp)
+        return terms
 
     def _update(self, loss: torch.Tensor, opt: torch.optim.Optimizer, module: nn.Module, scaler: torch.amp.GradScaler) -> None:
         opt.zero_grad(set_to_none=True)
