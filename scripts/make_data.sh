@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Render the default model's training and held-out data exactly as the model card and docs/model_study.md
 # used them (deterministic: same photos + same seeds = same clips). Needs data/photos (scripts/fetch_photos.sh).
-#   bash scripts/make_data.sh            # ~25 CPU-minutes; data/shake2 (train), data/eval, data/eval_small (test)
+#   bash scripts/make_data.sh            # ~25 CPU-minutes; data/shake2 (train), data/eval, data/eval_small, data/eval_crf12 (test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d data/photos/train ] || bash scripts/fetch_photos.sh data/photos
@@ -18,8 +18,19 @@ $render --source data/photos/test --out data/eval --split test --sequences 24 --
     --scale 0.4 1.0 --blur-px 5 12 --prefix ev
 $render --source data/photos/test --out data/eval_small --split test --sequences 12 --frames 8 --size 48x64 --seed 14 \
     --scale 0.1 0.3 --blur-px 2 4 --prefix sm
+# The same 24 held-out clips (same seed: same photos, windows and blur) as a phone would save them in good
+# light: no sensor noise, every clip H.264 at CRF 12, the form of the outside held-out clips of issue #13.
+$render --source data/photos/test --out data/eval_crf12 --split test --sequences 24 --frames 8 --size 240x320 --seed 12 \
+    --scale 0.4 1.0 --blur-px 5 12 --prefix ev --noise none --h264-crf 12
 # Validation during training reads <root>/test: the held-out clips.
 ln -sfn ../eval/test data/shake2/test
 mkdir -p data/shake2_photos/train
 for d in data/shake2/train/ph*; do ln -sfn "../../shake2/train/$(basename "$d")" data/shake2_photos/train/; done
 ln -sfn ../eval/test data/shake2_photos/test
+# The low-blur study (docs/model_study.md, third stage: ws_lowblur): 600 more clips of the training photographs
+# with 0.5-3 px of mean blur (nearly sharp frames, which the default model over-sharpens), beside all of shake2.
+$render --source data/photos/train --source skimage --out data/lowblur --split train --sequences 600 --frames 4 \
+    --size 160x160 --seed 15 --scale 0.3 1.0 --blur-px 0.5 3 --prefix lb
+mkdir -p data/shake2_lowblur/train
+for d in data/shake2/train/* data/lowblur/train/*; do ln -sfn "../../${d#data/}" data/shake2_lowblur/train/; done
+ln -sfn ../eval/test data/shake2_lowblur/test

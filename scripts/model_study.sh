@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 name=$1
 minutes=${2:-25}
 root=data/shake2
+late=()
 INIT=${INIT:-train_state/default}
 common=(--threads 1 --cpu-limit "$minutes" --out "runs/study/$name"
   --set data.kind=gopro --set data.val_size=0 --set data.val_sequences=12 --set data.val_frames=8
@@ -30,7 +31,23 @@ case "$name" in
   ws_flatskip) args=(--config "$INIT/run.toml" --set data.min_detail=2.5); warm=1 ;;   # skip flat windows
   ws_lr2e3) args=(--config "$INIT/run.toml" --set optim.lr_g=2e-3); warm=1 ;;          # twice the learning rate
   ws_betas099) args=(--config "$INIT/run.toml" --set 'optim.betas=[0.9, 0.99]'); warm=1 ;;  # Adam's usual beta2
-  *) echo "unknown candidate '$name'; allowed: fast deep deep_nofeedback deep_oldrecipe deep_photosonly ws_flatskip ws_lr2e3 ws_betas099" >&2
+  # Third stage (2026-12-02, evening): depth added to the trained model instead of more minutes of it. Two
+  # runs side by side from INIT (step 40000, 155 CPU-min), identical but for the model: both warm up to
+  # lr 3e-4 and anneal it to zero over 12000 steps (the default run had a cosine over 100k and was at 6.6e-4).
+  # ws_grow's net (3.68 M params, 74.5 GFLOPs@720p) has 14 more residual blocks, which start as the
+  # identity (DeblurModel.load_grown), so it begins exactly where INIT is.
+  ws_anneal) args=(--config "$INIT/run.toml"); warm=1; late=(--set train.steps=12000 --set optim.lr_g=3e-4) ;;
+  # Same schedule as ws_anneal, on shake2 plus 600 clips of 0.5-3 px blur (scripts/make_data.sh, last block).
+  ws_lowblur) args=(--config "$INIT/run.toml"); warm=1; late=(--set train.steps=12000 --set optim.lr_g=3e-4)
+              root=data/shake2_lowblur ;;
+  ws_grow) args=(--config "$INIT/run.toml" --set 'model.overrides={enc_blocks = [0, 1, 4, 6], dec_blocks = [0, 2, 1]}')
+           warm=1; late=(--set train.steps=12000 --set optim.lr_g=3e-4) ;;
+  # Prepared, not run yet: the previous frame's stride-4 features warped by a learned flow (GridSample) before
+  # a second injection at the stride-4 decoder level (feedback_align; grows onto INIT like ws_grow). Training
+  # windows of 4 frames so the path sees more than one previous frame. Needs data rendered with >= 4 frames.
+  ws_align) args=(--config "$INIT/run.toml" --set 'model.overrides={feedback_align = true}')
+            warm=1; late=(--set train.steps=12000 --set optim.lr_g=3e-4 --set train.window=4 --set train.batch=4) ;;
+  *) echo "unknown candidate '$name'; allowed: fast deep deep_nofeedback deep_oldrecipe deep_photosonly ws_flatskip ws_lr2e3 ws_betas099 ws_anneal ws_lowblur ws_grow ws_align" >&2
      exit 2 ;;
 esac
 start=()
@@ -39,4 +56,5 @@ if [ -f "runs/study/$name/last.train.pt" ]; then
 elif [ "${warm:-0}" = 1 ]; then
   start=(--init-from "$INIT")
 fi
-exec vdeblur-train "${args[@]}" "${common[@]}" --set "data.root=$root" "${start[@]}"
+# late: a candidate's settings that must override common's (later --set wins).
+exec vdeblur-train "${args[@]}" "${common[@]}" "${late[@]}" --set "data.root=$root" "${start[@]}"

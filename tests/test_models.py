@@ -156,3 +156,31 @@ def test_deep_model_starts_as_identity_and_its_feedback_path_carries_the_previou
     assert not no_feedback.is_recurrent and no_feedback.initial_state(1, 48, 64) == ()
     with pytest.raises(ValueError, match="vdeblur_deep has 4 levels"):
         build_model("vdeblur_deep", {"channels": (8, 8, 8)})
+
+
+def test_warp_moves_features_by_the_flow_and_aligned_feedback_grows_onto_a_trained_model() -> None:
+    from vdeblur.train.archs.deep import warp
+    from vdeblur.train.checkpoint import load_checkpoint
+    from vdeblur import bundled_model_path
+
+    features = torch.randn(2, 5, 12, 20)
+    assert torch.allclose(warp(features, torch.zeros(2, 2, 12, 20)), features, atol=1e-5)
+    flow = torch.zeros(2, 2, 12, 20)
+    flow[:, 0], flow[:, 1] = 3.0, -2.0  # sample 3 px to the right and 2 px up
+    moved = warp(features, flow)
+    assert torch.allclose(moved[..., 2:, :17], features[..., :-2, 3:], atol=1e-5)
+    assert torch.equal(moved[..., 0, -1], features[..., 0, -1])  # past the edge: the edge value
+    # Grown onto the bundled weights, the aligned path changes nothing until it is trained.
+    small, _ = load_checkpoint(bundled_model_path("vdeblur_deep"))
+    aligned = build_model("vdeblur_deep", {"feedback_align": True}).eval()
+    added = aligned.load_grown(small.state_dict())
+    assert added and all(k.split(".")[0] in ("flow", "aligned_in") for k in added)
+    frame = torch.rand(1, 3, 48, 64)
+    a_state, b_state = small.initial_state(1, 48, 64), aligned.initial_state(1, 48, 64)
+    with torch.no_grad():
+        for _ in range(2):
+            a, a_state = small(frame, a_state)
+            b, b_state = aligned(frame, b_state)
+            assert torch.allclose(a, b, atol=1e-6)
+    with pytest.raises(ValueError, match="feedback_align warps the fed-back features"):
+        build_model("vdeblur_deep", {"feedback_align": True, "feedback": 0})

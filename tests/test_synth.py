@@ -171,3 +171,24 @@ def test_render_dataset_takes_blur_scale_and_prefix(tmp_path) -> None:
     assert record["blur_px"] == [4.0, 6.0] and record["scale"] == [0.2, 0.3] and record["frames_written"] == 4
     with pytest.raises(SystemExit):
         main(["--source", "deadleaves", "--out", str(tmp_path), "--blur-px", "6", "4"])
+
+
+def test_render_dataset_clean_h264_variant_keeps_the_blur_and_changes_only_the_degradation(tmp_path, capsys) -> None:
+    import json
+
+    from vdeblur.train.synth.render_dataset import main
+
+    args = ["--source", "deadleaves", "--split", "test", "--sequences", "2", "--frames", "3", "--size", "48x64",
+            "--seed", "5"]
+    for name, extra in {"default": [], "clean": ["--noise", "none", "--h264-crf", "12"]}.items():
+        main([*args, "--out", str(tmp_path / name), *extra])
+    read = lambda name, kind: np.stack([cv2.imread(str(tmp_path / name / "test" / f"seq0000{i}" / kind / f"{t:06d}.png"))
+                                        for i in range(2) for t in range(3)]).astype(float)  # noqa: E731
+    assert np.array_equal(read("default", "sharp"), read("clean", "sharp"))  # same seed: same clips
+    assert not np.array_equal(read("default", "blur"), read("clean", "blur"))
+    record = json.loads((tmp_path / "clean" / "test-seq.json").read_text())
+    assert record["noise"] == "none" and record["h264_crf"] == 12
+    assert json.loads((tmp_path / "default" / "test-seq.json").read_text())["h264_crf"] is None
+    with pytest.raises(SystemExit):
+        main([*args, "--out", str(tmp_path / "bad"), "--h264-crf", "60"])
+    assert "h264_crf must be a range within 0..51" in capsys.readouterr().err

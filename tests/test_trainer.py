@@ -151,6 +151,22 @@ def test_resume_refuses_a_changed_config(gopro: Path, tmp_path: Path) -> None:
         Trainer(cfg, tmp_path / "empty", CPU, resume=True)
 
 
+def test_resume_of_a_state_saved_before_a_config_key_existed(gopro: Path, tmp_path: Path) -> None:
+    # train_state/default was saved before data.min_detail existed: a fresh clone must still resume it,
+    # as the key's default is the old behaviour; another value than the default is still a change.
+    cfg = load_config("rir", tiny_sets("rir", gopro) + ["train.steps=2"])
+    Trainer(cfg, tmp_path, CPU).run(cpu_limit_s=0.0)
+    path = tmp_path / "last.train.pt"
+    state = torch.load(path, weights_only=False)
+    del state["config"]["data"]["min_detail"]
+    torch.save(state, path)
+    resumed = Trainer(cfg, tmp_path, CPU, resume=True)
+    assert resumed.step == 1
+    with pytest.raises(ConfigError, match=r"config differs in \['data.min_detail'\] \(saved \[0.0\], now \[2.0\]\)"):
+        Trainer(load_config("rir", tiny_sets("rir", gopro) + ["train.steps=2", "data.min_detail=2.0"]), tmp_path, CPU,
+                resume=True)
+
+
 def test_time_limit_stops_with_a_checkpoint(gopro: Path, tmp_path: Path) -> None:
     trainer = Trainer(load_config("rir", tiny_sets("rir", gopro) + ["train.steps=50"]), tmp_path, CPU)
     metrics = trainer.run(time_limit_s=0.0)
@@ -230,6 +246,35 @@ def test_init_from_takes_weights_not_optimiser_and_refuses_another_model(gopro: 
     result = CliRunner().invoke(main, ["--config", "rir", "--resume", "--init-from", str(tmp_path / "a"),
                                        "--out", str(tmp_path / "e")])
     assert result.exit_code == 2 and "give one of them" in result.output
+
+
+def test_init_from_grows_a_smaller_model_into_one_that_computes_the_same(gopro: Path, tmp_path: Path) -> None:
+    small = "{channels = [8, 8, 8, 8], enc_blocks = [0, 1, 1, 1], dec_blocks = [0, 1, 0], lstm_hidden = 8, feedback = 4}"
+    big = "{channels = [8, 8, 8, 8], enc_blocks = [1, 1, 3, 2], dec_blocks = [1, 1, 2], lstm_hidden = 8, feedback = 4}"
+    base = tiny_sets("vdeblur_deep", gopro) + ["train.steps=3"]
+    source = Trainer(load_config("vdeblur_deep", base + ["optim.lr_g=3e-3"]), tmp_path / "a", CPU)
+    source.run()
+    grown = Trainer(load_config("vdeblur_deep", base + [f"model.overrides={big}"]), tmp_path / "b", CPU,
+                    init_from=tmp_path / "a")
+    assert grown.step == 0
+    small_model, big_model = source.ema.module.eval(), grown.ema.module.eval()
+    assert sum(p.numel() for p in big_model.parameters()) > sum(p.numel() for p in small_model.parameters())
+    for k, v in small_model.state_dict().items():  # every trained weight is carried, in the raw weights too
+        assert torch.equal(big_model.state_dict()[k], v) and torch.equal(grown.g.state_dict()[k], v), k
+    frame = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(1))
+    a_state, b_state = small_model.initial_state(1, 32, 48), big_model.initial_state(1, 32, 48)
+    with torch.no_grad():
+        for _ in range(3):
+            a, a_state = small_model(frame, a_state)
+            b, b_state = big_model(frame, b_state)
+            assert torch.allclose(a, b, atol=1e-6) and not torch.equal(a, frame)
+    grown.run()  # and it trains: the new blocks leave zero
+    new_block = grown.ema.module.enc3[2].body[2].weight
+    assert new_block.abs().sum() > 0
+    # Another width or state is no growth: refused, naming both models.
+    with pytest.raises(ConfigError, match=r"cannot seed it: vdeblur_deep can grow only by residual blocks"):
+        Trainer(load_config("vdeblur_deep", base + ["model.overrides={channels = [8, 8, 16, 8]}"]), tmp_path / "c",
+                CPU, init_from=tmp_path / "a")
 
 
 def test_packed_run_resumes_on_its_own_with_the_same_config(gopro: Path, tmp_path: Path) -> None:

@@ -101,9 +101,12 @@ def load_weights(model: nn.Module, path: str | Path, map_location: str | torch.d
     if name and info.model != name:
         raise CheckpointError(f"{path} holds a {info.model!r} model, not {name!r}")
     own = dataclasses.asdict(model.cfg)
-    if {k: jsonable(v) for k, v in own.items()} != info.config:
-        diff = sorted(k for k in set(own) | set(info.config) if jsonable(own.get(k)) != info.config.get(k))
-        raise CheckpointError(f"{path} config differs in {diff}: checkpoint {[info.config.get(k) for k in diff]}, "
+    # A field the checkpoint lacks was added to the model after it was saved; new fields default to the
+    # old architecture, so the checkpoint had the default.
+    saved = {k: jsonable(v) for k, v in dataclasses.asdict(type(model.cfg)()).items()} | info.config
+    if {k: jsonable(v) for k, v in own.items()} != saved:
+        diff = sorted(k for k in set(own) | set(saved) if jsonable(own.get(k)) != saved.get(k))
+        raise CheckpointError(f"{path} config differs in {diff}: checkpoint {[saved.get(k) for k in diff]}, "
                               f"model {[own.get(k) for k in diff]}")
     try:
         tensors = load_file(str(path), device=str(map_location))

@@ -104,6 +104,9 @@ def check_resumable(saved: dict[str, Any], cfg: Config, path: Path) -> None:
         return out
 
     old, new = flat(json.loads(json.dumps(saved))), flat(json.loads(json.dumps(cfg.to_dict())))
+    # A key the saved config lacks was added to the code after that run started; new keys default to
+    # the old behaviour, so the saved run had the default (else a committed state could never resume).
+    old = flat(json.loads(json.dumps(Config().to_dict()))) | old
     diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
     if diff:
         raise ConfigError(f"cannot resume {path}: config differs in {diff} "

@@ -313,19 +313,51 @@ class Trainer:
         restore_rng(state["rng"], self.info)
         self.log.truncate(self.step)
 
+    def _grow_from(self, weights: Path, overrides: dict, path: Path) -> None:
+        """Warm start from a smaller model of the same family (``DeblurModel.load_grown``), checked:
+        the grown EMA must compute what the smaller model did on a probe clip, else it is refused."""
+        mine = self.cfg.to_dict()["model"]
+        small = build_model(self.cfg.model.name, overrides).to(self.device)
+        load_weights(small, weights, self.device)
+        grown = self.ema.module
+        try:
+            grown.load_grown(small.state_dict())
+        except ValueError as e:
+            raise ConfigError(f"--init-from: {path} trained {self.cfg.model.name} {overrides}, "
+                              f"not {mine['name']} {mine['overrides']}, and cannot seed it: {e}") from None
+        size = 2 * max(grown.pad_multiple, 16)
+        probe = torch.rand(1, grown.in_channels, size, size, generator=torch.Generator().manual_seed(0)).to(self.device)
+        with torch.no_grad():
+            ours, theirs = grown.initial_state(1, size, size), small.initial_state(1, size, size)
+            for _ in range(2):  # two steps, so the recurrent state is compared too
+                a, ours = grown(probe, ours)
+                b, theirs = small(probe, theirs)
+                gap = (a - b).abs().max().item()
+                if gap > 1e-5:
+                    raise ConfigError(f"--init-from: the model grown from {path} does not compute what it did "
+                                      f"(max difference {gap:.2e}); refusing to start from it")
+
     def init_from(self, run: Path) -> None:
         """Warm start: the generator (and its EMA copy) of another run, with this run's own fresh
         optimiser, schedule, data order and log. Unlike --resume the config may differ in anything but
-        the model, e.g. a GPU stage with a larger batch, bf16 and another learning rate."""
+        the model, e.g. a GPU stage with a larger batch, bf16 and another learning rate. The model may
+        also be a grown copy of the saved one (more residual blocks, ``DeblurModel.load_grown``)."""
         path = run / "last.train.pt" if run.is_dir() else run
         if not path.is_file():
             raise ConfigError(f"--init-from: {path} does not exist; give a run folder holding last.train.pt")
         state = torch.load(path, map_location=self.device, weights_only=False)
         model = state["config"]["model"]
         mine = self.cfg.to_dict()["model"]
-        if (model["name"], model["overrides"]) != (mine["name"], jsonable(mine["overrides"])):
+        weights = path.parent / "last.safetensors"
+        if model["name"] != mine["name"]:
             raise ConfigError(f"--init-from: {path} trained {model['name']} {model['overrides']}, "
                               f"not {mine['name']} {mine['overrides']}")
-        load_weights(self.ema.module, path.parent / "last.safetensors", self.device)
-        # A packed state carries the EMA weights only: they then seed the raw weights too.
-        self.g.load_state_dict(self.ema.module.state_dict() if state.get("packed") else state["generator"])
+        grown = model["overrides"] != jsonable(mine["overrides"])
+        if grown:
+            self._grow_from(weights, model["overrides"], path)
+        else:
+            load_weights(self.ema.module, weights, self.device)
+        # A packed state carries the EMA weights only, and a grown model only has its grown EMA: they
+        # then seed the raw weights too.
+        seed_from_ema = state.get("packed") or grown
+        self.g.load_state_dict(self.ema.module.state_dict() if seed_from_ema else state["generator"])

@@ -54,6 +54,11 @@ class DeblurModel(nn.Module):
         """The engine's Backend method name for one step, so a model and a backend are driven alike."""
         return self(frame, state)
 
+    def load_grown(self, state: dict[str, torch.Tensor]) -> list[str]:
+        """Load the weights of a smaller model of the same family so that this one computes the same
+        function, and return the names it had to add. Families that can grow override this."""
+        raise ValueError(f"{self.model_name or type(self).__name__} cannot start from a model of another shape")
+
     @property
     def is_recurrent(self) -> bool:
         return bool(self.state_slots)

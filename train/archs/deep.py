@@ -13,7 +13,8 @@ What ``vdeblur_fast`` lacks for 8-15 px camera shake, and what this adds (docs/m
   than others; this path lets a sharper previous frame lend detail to a blurred one, with no
   look-ahead. Its conv starts at zero, so an untrained path changes nothing;
 - the deployment rules of the project: no normalisation layers (nothing FP16-fragile or
-  size-dependent), PixelShuffle upsampling, no grid_sample/deformable conv, a global residual with a
+  size-dependent), PixelShuffle upsampling, no deformable conv (grid_sample only in the optional
+  aligned feedback, ``feedback_align``: TensorRT >= 8.5), a global residual with a
   zero-initialised head (an untrained model is the identity).
 """
 
@@ -39,6 +40,11 @@ class DeepConfig:
     lstm_hidden: int = 64  # ConvLSTM at stride 16; 0 = none
     feedback: int = 24  # channels of the previous frame's stride-4 features carried as state; 0 = none
     multiscale_input: bool = True
+    # Warp the previous frame's stride-4 features to the current frame before a second injection, at
+    # the stride-4 decoder level, by a flow estimated from the current features and the previous ones
+    # (a tiny two-level flow head, +-24 px of reach). Starts as "no motion, no injection", so it can be
+    # grown onto a trained model (load_grown). Needs feedback > 0.
+    feedback_align: bool = False
     act: str = "relu"
 
     def __post_init__(self) -> None:
@@ -46,6 +52,8 @@ class DeepConfig:
             raise ValueError(f"vdeblur_deep has 4 levels: channels/enc_blocks need 4 values, dec_blocks 3; got {self}")
         if self.dilation < 1 or self.lstm_hidden < 0 or self.feedback < 0:
             raise ValueError(f"dilation must be >= 1, lstm_hidden and feedback >= 0; got {self}")
+        if self.feedback_align and not self.feedback:
+            raise ValueError(f"feedback_align warps the fed-back features: it needs feedback > 0; got {self}")
 
 
 class DilatedResBlock(nn.Module):
@@ -62,6 +70,25 @@ class DilatedResBlock(nn.Module):
 
 def _blocks(n: int, channels: int, dilation: int, act: str) -> nn.Sequential:
     return nn.Sequential(*[DilatedResBlock(channels, dilation, act) for _ in range(n)])
+
+
+def warp(features: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """features (B, C, H, W) sampled at pixel + flow (B, 2, H, W: x, y in pixels), bilinear, edges clamped.
+
+    The grid is computed in FP32 whatever the features are: in FP16, normalised coordinates of a
+    320-cell-wide map (720p at stride 4) would be off by ~0.1 cell. GridSample is in TensorRT's ONNX
+    parser since 8.5 (FP32/FP16; export/trt_support.py).
+    """
+    h, w = features.shape[-2:]
+    flow = flow.float()
+    ys = torch.arange(h, device=flow.device, dtype=torch.float32).view(1, h, 1)
+    xs = torch.arange(w, device=flow.device, dtype=torch.float32).view(1, 1, w)
+    # align_corners=False: normalised -1 and 1 are the outer edges of the map, pixel i's centre is (2i + 1) / n - 1.
+    gx = (2 * (xs + flow[:, 0]) + 1) / w - 1
+    gy = (2 * (ys + flow[:, 1]) + 1) / h - 1
+    grid = torch.stack([gx, gy], dim=-1)  # (B, H, W, 2)
+    out = nn.functional.grid_sample(features.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.to(features.dtype)
 
 
 class DeepRecurrentDeblur(DeblurModel):
@@ -96,6 +123,16 @@ class DeepRecurrentDeblur(DeblurModel):
             nn.init.zeros_(self.feedback_in.weight)
             nn.init.zeros_(self.feedback_in.bias)
             self.feedback_out = nn.Conv2d(c2, cfg.feedback, 1)
+            if cfg.feedback_align:
+                # Flow in stride-4 cells from (current encoder features, previous frame's features),
+                # estimated at stride 8 for reach and upsampled; zero at the start (no motion).
+                self.flow = nn.Sequential(ConvBlock(c2 + cfg.feedback, c2, stride=2, act=cfg.act),
+                                          nn.Conv2d(c2, c2, 3, padding=2, dilation=2), activation(cfg.act),
+                                          nn.Conv2d(c2, 2, 3, padding=1))
+                self.aligned_in = nn.Conv2d(cfg.feedback, c2, 3, padding=1)
+                for conv in (self.flow[-1], self.aligned_in):
+                    nn.init.zeros_(conv.weight)
+                    nn.init.zeros_(conv.bias)
         if cfg.lstm_hidden:
             self.lstm = ConvLSTMCell(c4, cfg.lstm_hidden)
             self.fuse = ConvBlock(c4 + cfg.lstm_hidden, c4, kernel=1, act=cfg.act)
@@ -108,6 +145,38 @@ class DeepRecurrentDeblur(DeblurModel):
         self.head = nn.Sequential(nn.Conv2d(c1, 12, 3, padding=1), nn.PixelShuffle(2))
         nn.init.zeros_(self.head[0].weight)
         nn.init.zeros_(self.head[0].bias)
+
+    def load_grown(self, state: dict[str, torch.Tensor]) -> list[str]:
+        """Weights of a vdeblur_deep with fewer residual blocks per level or without the aligned
+        feedback path (same widths and state).
+
+        The blocks it lacks start as the identity (their second conv zero, as the head starts) and an
+        added aligned path injects nothing, so the grown model computes exactly what the smaller one
+        did and training goes on from there: a way to add depth or alignment without throwing away
+        CPU-hours of training.
+        """
+        own = self.state_dict()
+        unexpected = sorted(set(state) - set(own))
+        bad_shape = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
+        if unexpected or bad_shape:
+            raise ValueError(f"vdeblur_deep can grow only by residual blocks or the aligned feedback path: "
+                             f"the smaller model has {unexpected[:3]} "
+                             f"that this one lacks, and {bad_shape[:3]} of another shape")
+        missing = set(own) - set(state)
+        added = set()
+        for name, module in self.named_modules():
+            keys = {f"{name}.{k}" for k in module.state_dict()}
+            if isinstance(module, DilatedResBlock) and keys <= missing:
+                nn.init.zeros_(module.body[2].weight)
+                nn.init.zeros_(module.body[2].bias)
+                added |= keys
+            elif name in ("flow", "aligned_in") and keys <= missing:
+                added |= keys  # the aligned path starts as "no motion, no injection" (see __init__)
+        if missing - added:
+            raise ValueError(f"vdeblur_deep can grow only by whole residual blocks; the smaller model lacks "
+                             f"{sorted(missing - added)[:3]}")
+        self.load_state_dict({**self.state_dict(), **state})
+        return sorted(added)
 
     def forward(self, frame: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         cfg = self.cfg
@@ -133,7 +202,13 @@ class DeepRecurrentDeblur(DeblurModel):
             s4 = self.fuse(torch.cat([s4, h], dim=1))
             new_state = (h, c)
         y = self.dec3(self.up3(s4) + s3)
-        y = self.dec2(self.up2(y) + s2)
+        skip2 = s2
+        if cfg.feedback_align:
+            previous = state[-1]
+            flow = self.flow(torch.cat([s2, previous], dim=1))
+            flow = nn.functional.interpolate(flow, size=s2.shape[-2:], mode="bilinear", align_corners=False)
+            skip2 = s2 + self.aligned_in(warp(previous, flow))
+        y = self.dec2(self.up2(y) + skip2)
         if cfg.feedback:
             new_state = (*new_state, self.feedback_out(y))
         y = self.dec1(self.up1(y) + s1)

@@ -22,6 +22,7 @@ import torch
 
 from ..data import SyntheticDataset
 from .clip import ShakeConfig
+from .degrade import CompressionConfig, NoiseConfig
 from .sources import open_source
 
 
@@ -69,9 +70,17 @@ def main(argv: list[str] | None = None) -> None:
                         help="mean blur length per clip, log-uniform in [LO, HI] output px [%(default)s]")
     parser.add_argument("--scale", type=float, nargs=2, metavar=("LO", "HI"), default=(0.5, 1.0),
                         help="random downscale of each source image before the clip is cut [%(default)s]")
+    parser.add_argument("--noise", choices=["default", "none"], default="default",
+                        help="sensor noise of the blurred input: the ShakeConfig default (most clips noisy), or none")
+    parser.add_argument("--h264-crf", type=int, default=None, metavar="CRF",
+                        help="encode every clip with H.264 at this CRF instead of the default mix of "
+                             "none/JPEG/H.264 (a held-out set like a phone video: e.g. 12)")
     args = parser.parse_args(argv)
     try:
-        shake = ShakeConfig(blur_px=tuple(args.blur_px))
+        compression = (CompressionConfig() if args.h264_crf is None else
+                       CompressionConfig(kind="h264", probability=1.0, h264_crf=(args.h264_crf, args.h264_crf)))
+        shake = ShakeConfig(blur_px=tuple(args.blur_px), noise=NoiseConfig() if args.noise == "default" else None,
+                            compression=compression)
         dataset = SyntheticDataset([open_source(s) for s in args.source], length=args.sequences, frames=args.frames,
                                    height=args.size[0], width=args.size[1], seed=args.seed, config=shake,
                                    scale=tuple(args.scale))
@@ -81,7 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     # A record of how the folder was made, so a model card can cite it exactly.
     (args.out / f"{args.split}-{args.prefix}.json").write_text(json.dumps(
         {"sources": args.source, "sequences": args.sequences, "frames": args.frames, "size": list(args.size),
-         "seed": args.seed, "blur_px": list(args.blur_px), "scale": list(args.scale), "frames_written": frames}, indent=2))
+         "seed": args.seed, "blur_px": list(args.blur_px), "scale": list(args.scale), "noise": args.noise,
+         "h264_crf": args.h264_crf, "frames_written": frames}, indent=2))
     print(f"wrote {args.sequences} sequences, {frames} frame pairs, to {args.out / args.split}")
 
 
