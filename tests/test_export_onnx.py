@@ -73,18 +73,23 @@ def _sizes(p: int) -> list[tuple[int, int]]:
     return [(padded_size(32, p), padded_size(48, p)), (padded_size(48, p) + p, padded_size(32, p))]
 
 
-@pytest.mark.parametrize("name", list_models())
-def test_ort_parity_every_model(name: str, photo: np.ndarray, tmp_path) -> None:
-    model = small_model(name)
-    path = tmp_path / f"{name}.onnx"
-    info = export_onnx(model, path)
+def assert_ort_parity(model: DeblurModel, path, photo: np.ndarray, label: str) -> None:
+    """ONNX Runtime runs the exported ``path`` like PyTorch runs ``model``: 5 frames, state carried, two sizes."""
     for height, width in _sizes(model.pad_multiple):
         frames = photo_frames(photo, model, height, width)
         expected = torch_sequence(model, frames)
         got = run_onnx_sequence(str(path), [f.numpy() for f in frames])
         errors = [float(np.abs(e - g).max()) for e, g in zip(expected, got)]
-        assert max(errors) < 1e-4, f"{name} at {height}x{width}: per-frame max abs error {errors}"
+        assert max(errors) < 1e-4, f"{label} at {height}x{width}: per-frame max abs error {errors}"
         assert all(g.shape == (1, 3, height, width) for g in got)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_ort_parity_every_model(name: str, photo: np.ndarray, tmp_path) -> None:
+    model = small_model(name)
+    path = tmp_path / f"{name}.onnx"
+    info = export_onnx(model, path)
+    assert_ort_parity(model, path, photo, name)
     assert read_graph_info(path) == info
 
 
@@ -197,12 +202,7 @@ def test_deep_aligned_feedback_exports_with_grid_sample(photo: np.ndarray, tmp_p
     path = tmp_path / "a.onnx"
     export_onnx(model, path)
     assert "GridSample" in {n.op_type for n in onnx.load(str(path)).graph.node}
-    for height, width in _sizes(model.pad_multiple):
-        frames = photo_frames(photo, model, height, width)
-        expected = torch_sequence(model, frames)
-        got = run_onnx_sequence(str(path), [f.numpy() for f in frames])
-        errors = [float(np.abs(e - g).max()) for e, g in zip(expected, got)]
-        assert max(errors) < 1e-4, f"at {height}x{width}: per-frame max abs error {errors}"
+    assert_ort_parity(model, path, photo, "vdeblur_deep with feedback_align")
     export_onnx(model, tmp_path / "16.onnx", precision="fp16")
     check = compare_fp16(str(path), str(tmp_path / "16.onnx"), [f.numpy() for f in photo_frames(photo, model, 256, 256, n=3)])
     assert check.finite and check.psnr_db > 40, check
