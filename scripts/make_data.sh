@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Render the default model's training and held-out data exactly as the model card and docs/model_study.md
 # used them (deterministic: same photos + same seeds = same clips). Needs data/photos (scripts/fetch_photos.sh).
-#   bash scripts/make_data.sh            # ~25 CPU-minutes; data/shake2 (train), data/eval, data/eval_small, data/eval_crf12 (test)
+#   bash scripts/make_data.sh            # ~25 CPU-minutes; data/shake2 (train), data/eval, data/eval_small, data/eval_crf12 (test),
+#                                        # then the model study's low-blur folders (~2 CPU-minutes each)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d data/photos/train ] || bash scripts/fetch_photos.sh data/photos
@@ -34,3 +35,21 @@ $render --source data/photos/train --source skimage --out data/lowblur --split t
 mkdir -p data/shake2_lowblur/train
 for d in data/shake2/train/* data/lowblur/train/*; do ln -sfn "../../${d#data/}" data/shake2_lowblur/train/; done
 ln -sfn ../eval/test data/shake2_lowblur/test
+# The next low-blur candidate (ws_lowblur2): 1400 clips of 0.3-3 px beside all of shake2, 30 % of all clips.
+$render --source data/photos/train --source skimage --out data/lowblur2 --split train --sequences 1400 --frames 4 \
+    --size 160x160 --seed 16 --scale 0.3 1.0 --blur-px 0.3 3 --prefix lc
+mkdir -p data/shake2_lowblur2/train
+for d in data/shake2/train/* data/lowblur2/train/*; do ln -sfn "../../${d#data/}" data/shake2_lowblur2/train/; done
+ln -sfn ../eval/test data/shake2_lowblur2/test
+# ws_lowblur3: 1400 more clips of 0.3-3 px (seed 17) beside shake2 and lowblur2: 47 % of all clips near-sharp.
+$render --source data/photos/train --source skimage --out data/lowblur3 --split train --sequences 1400 --frames 4 \
+    --size 160x160 --seed 17 --scale 0.3 1.0 --blur-px 0.3 3 --prefix ld
+mkdir -p data/shake2_lowblur3/train
+for d in data/shake2/train/* data/lowblur2/train/* data/lowblur3/train/*; do ln -sfn "../../${d#data/}" data/shake2_lowblur3/train/; done
+ln -sfn ../eval/test data/shake2_lowblur3/test
+# ws_lowblur4: 1400 more (seed 18) beside shake2, lowblur2 and lowblur3: 57 % of all clips near-sharp.
+$render --source data/photos/train --source skimage --out data/lowblur4 --split train --sequences 1400 --frames 4 \
+    --size 160x160 --seed 18 --scale 0.3 1.0 --blur-px 0.3 3 --prefix le
+mkdir -p data/shake2_lowblur4/train
+for d in data/shake2/train/* data/lowblur2/train/* data/lowblur3/train/* data/lowblur4/train/*; do ln -sfn "../../${d#data/}" data/shake2_lowblur4/train/; done
+ln -sfn ../eval/test data/shake2_lowblur4/test
