@@ -25,31 +25,28 @@ $render --source data/photos/test --out data/eval_crf12 --split test --sequences
     --scale 0.4 1.0 --blur-px 5 12 --prefix ev --noise none --h264-crf 12
 # Validation during training reads <root>/test: the held-out clips.
 ln -sfn ../eval/test data/shake2/test
-mkdir -p data/shake2_photos/train
-for d in data/shake2/train/ph*; do ln -sfn "../../shake2/train/$(basename "$d")" data/shake2_photos/train/; done
-ln -sfn ../eval/test data/shake2_photos/test
-# The low-blur study (docs/model_study.md, third stage: ws_lowblur): 600 more clips of the training photographs
-# with 0.5-3 px of mean blur (nearly sharp frames, which the default model over-sharpens), beside all of shake2.
-$render --source data/photos/train --source skimage --out data/lowblur --split train --sequences 600 --frames 4 \
-    --size 160x160 --seed 15 --scale 0.3 1.0 --blur-px 0.5 3 --prefix lb
-mkdir -p data/shake2_lowblur/train
-for d in data/shake2/train/* data/lowblur/train/*; do ln -sfn "../../${d#data/}" data/shake2_lowblur/train/; done
-ln -sfn ../eval/test data/shake2_lowblur/test
-# The next low-blur candidate (ws_lowblur2): 1400 clips of 0.3-3 px beside all of shake2, 30 % of all clips.
-$render --source data/photos/train --source skimage --out data/lowblur2 --split train --sequences 1400 --frames 4 \
-    --size 160x160 --seed 16 --scale 0.3 1.0 --blur-px 0.3 3 --prefix lc
-mkdir -p data/shake2_lowblur2/train
-for d in data/shake2/train/* data/lowblur2/train/*; do ln -sfn "../../${d#data/}" data/shake2_lowblur2/train/; done
-ln -sfn ../eval/test data/shake2_lowblur2/test
-# ws_lowblur3: 1400 more clips of 0.3-3 px (seed 17) beside shake2 and lowblur2: 47 % of all clips near-sharp.
-$render --source data/photos/train --source skimage --out data/lowblur3 --split train --sequences 1400 --frames 4 \
-    --size 160x160 --seed 17 --scale 0.3 1.0 --blur-px 0.3 3 --prefix ld
-mkdir -p data/shake2_lowblur3/train
-for d in data/shake2/train/* data/lowblur2/train/* data/lowblur3/train/*; do ln -sfn "../../${d#data/}" data/shake2_lowblur3/train/; done
-ln -sfn ../eval/test data/shake2_lowblur3/test
-# ws_lowblur4: 1400 more (seed 18) beside shake2, lowblur2 and lowblur3: 57 % of all clips near-sharp.
-$render --source data/photos/train --source skimage --out data/lowblur4 --split train --sequences 1400 --frames 4 \
-    --size 160x160 --seed 18 --scale 0.3 1.0 --blur-px 0.3 3 --prefix le
-mkdir -p data/shake2_lowblur4/train
-for d in data/shake2/train/* data/lowblur2/train/* data/lowblur3/train/* data/lowblur4/train/*; do ln -sfn "../../${d#data/}" data/shake2_lowblur4/train/; done
-ln -sfn ../eval/test data/shake2_lowblur4/test
+# union DEST CLIP...: a training folder data/DEST/train of links to the given clips (no copies), validated on
+# the held-out clips like data/shake2.
+union() {
+  local dest=data/$1; shift
+  mkdir -p "$dest/train"
+  for d in "$@"; do ln -sfn "../../${d#data/}" "$dest/train/"; done
+  ln -sfn ../eval/test "$dest/test"
+}
+union shake2_photos data/shake2/train/ph*
+# lowblur OUT SEQUENCES SEED MIN_BLUR PREFIX: clips of the training photographs with MIN_BLUR-3 px of mean
+# blur (nearly sharp frames, which the default model over-sharpens), rendered as the photo clips of shake2.
+lowblur() {
+  $render --source data/photos/train --source skimage --out "data/$1" --split train --sequences "$2" --frames 4 \
+      --size 160x160 --seed "$3" --scale 0.3 1.0 --blur-px "$4" 3 --prefix "$5"
+}
+# The low-blur study (docs/model_study.md): ws_lowblur (third stage): 600 clips of 0.5-3 px beside all of
+# shake2 (16 % of clips); ws_lowblur2/3/4 (fourth stage): 1400, 2800, 4200 clips of 0.3-3 px (30/47/57 %).
+lowblur lowblur 600 15 0.5 lb
+union shake2_lowblur data/shake2/train/* data/lowblur/train/*
+lowblur lowblur2 1400 16 0.3 lc
+union shake2_lowblur2 data/shake2/train/* data/lowblur2/train/*
+lowblur lowblur3 1400 17 0.3 ld
+union shake2_lowblur3 data/shake2/train/* data/lowblur2/train/* data/lowblur3/train/*
+lowblur lowblur4 1400 18 0.3 le
+union shake2_lowblur4 data/shake2/train/* data/lowblur2/train/* data/lowblur3/train/* data/lowblur4/train/*

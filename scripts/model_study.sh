@@ -37,16 +37,14 @@ case "$name" in
   # ws_grow's net (3.68 M params, 74.5 GFLOPs@720p) has 14 more residual blocks, which start as the
   # identity (DeblurModel.load_grown), so it begins exactly where INIT is.
   ws_anneal) args=(--config "$INIT/run.toml"); warm=1; late=(--set train.steps=12000 --set optim.lr_g=3e-4) ;;
-  # Same schedule as ws_anneal, on shake2 plus 600 clips of 0.5-3 px blur (scripts/make_data.sh, lowblur block).
+  # Same schedule as ws_anneal, on shake2 plus 600 clips of 0.5-3 px blur (scripts/make_data.sh, its first lowblur line).
   ws_lowblur) args=(--config "$INIT/run.toml"); warm=1; late=(--set train.steps=12000 --set optim.lr_g=3e-4)
               root=data/shake2_lowblur ;;
-  # 30 % near-sharp clips (0.3-3 px; make_data.sh, lowblur2 block), at the default run's own learning rate
+  # 30 % near-sharp clips (0.3-3 px; make_data.sh, its lowblur lines), at the default run's own learning rate
   # (6.6e-4, a cosine over 100k steps: flat at this length), since the restarts at 3e-4 lost. Its control is
   # the default run resumed (scripts/train_default.sh). ws_lowblur3 / ws_lowblur4: the same with 47 / 57 %
   # near-sharp clips (measured 2026-12-03: fewer losing clips, the same mean gain; ws_lowblur4 not run).
-  ws_lowblur2) args=(--config "$INIT/run.toml"); warm=1; late=(--set optim.lr_g=6.6e-4); root=data/shake2_lowblur2 ;;
-  ws_lowblur3) args=(--config "$INIT/run.toml"); warm=1; late=(--set optim.lr_g=6.6e-4); root=data/shake2_lowblur3 ;;
-  ws_lowblur4) args=(--config "$INIT/run.toml"); warm=1; late=(--set optim.lr_g=6.6e-4); root=data/shake2_lowblur4 ;;
+  ws_lowblur[234]) args=(--config "$INIT/run.toml"); warm=1; late=(--set optim.lr_g=6.6e-4); root=data/shake2_${name#ws_} ;;
   ws_grow) args=(--config "$INIT/run.toml" --set 'model.overrides={enc_blocks = [0, 1, 4, 6], dec_blocks = [0, 2, 1]}')
            warm=1; late=(--set train.steps=12000 --set optim.lr_g=3e-4) ;;
   # Prepared, not run yet: the previous frame's stride-4 features warped by a learned flow (GridSample) before
