@@ -43,8 +43,8 @@ class StepCost:
 
 
 def _trainer(model: str, sets: list[str], out: Path, device: torch.device) -> Trainer:
-    cfg = load_config(model, ["data.kind=synthetic", "data.sources=['skimage']", "data.val_sequences=1",
-                              "data.length=64", *sets])
+    cfg = load_config(model, ["data.kind=synthetic", "data.sources=['skimage']", "data.val_sources=[]",
+                              "data.val_sequences=1", "data.length=64", *sets])
     return Trainer(cfg, out, DistInfo(0, 1, device))
 
 

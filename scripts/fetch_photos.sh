@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Fetch the training/held-out photographs from Debian's wallpaper packages (no install: apt-get download
-# + dpkg-deb -x) and write them, resized, to data/photos/{train,test}/NAME.jpg as listed in scripts/photos.tsv.
+# Build the photograph pool listed in scripts/photos.tsv: download its Debian packages (apt-get download +
+# dpkg-deb -x; nothing is installed, ~600 MB fetched, ~1 GB unpacked in a temporary folder) and write each photo,
+# resized, to DATA_DIR/{train,test,test_dense}/NAME.jpg (~50 MB).
 #   bash scripts/fetch_photos.sh [DATA_DIR=data/photos]
-# Tests never need these files; training scripts and the GPU session do (data/ is git-ignored).
+# Tests never need these files; training scripts and the GPU run do (data/ is git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-data/photos}

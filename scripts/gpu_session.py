@@ -1,10 +1,11 @@
 """The Python half of ``scripts/gpu_session.sh``: machine facts, the run's TOML, stage records, and
-packing the results into what the device tool brings back (at most 8 files of at most 16 MiB, no
-deeper than 2 folders, names of letters, digits, '.', '_' and '-').
+packing the results into what a rented GPU machine's runner returns (at most 8 files of at most 16 MiB,
+no deeper than 2 folders, names of letters, digits, '.', '_' and '-').
 
     python scripts/gpu_session.py machine OUT.json [--need-cuda]
     python scripts/gpu_session.py wheels DIR             # check carried wheels fit Python 3.12 x86-64
-    python scripts/gpu_session.py travel REPO PATH...    # what a device call would send, against 64 MiB
+    python scripts/gpu_session.py travel REPO PATH...    # what the call would upload, against 64 MiB
+    python scripts/gpu_session.py photos SRC DST REPO PATH...  # SRC's photos as WebP, as large as the upload allows
     python scripts/gpu_session.py runtoml CONFIG OUT.toml [--set KEY=VALUE ...]
     python scripts/gpu_session.py clip OUT.mp4 WxH FRAMES UNIQUE
     python scripts/gpu_session.py record WORK NAME RC SECONDS
@@ -31,7 +32,7 @@ from typing import Any
 
 MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES, MAX_FOLDERS = 8, 16 * 2**20, 64 * 2**20, 2
 NAME = re.compile(r"[A-Za-z0-9._-]+")
-# Modules the session cannot run without; the set-up stage fails, naming the missing ones.
+# Modules the run cannot do without; the set-up stage fails, naming the missing ones.
 REQUIRED = ("torch", "numpy", "av", "cv2", "numba", "click", "safetensors", "skimage", "scipy", "vdeblur.engine",
             "vdeblur.train", "vdeblur.benchmarks", "pytest")
 OPTIONAL = ("onnx", "onnxruntime", "onnxscript", "matplotlib", "PyNvVideoCodec", "tensorrt")
@@ -86,7 +87,7 @@ def machine(out: Path, need_cuda: bool) -> int:
     print(f"set-up: torch {info.get('torch')}, CUDA available: {info.get('cuda_available')}, "
           f"GPU {info.get('gpu_name')}, driver {info.get('gpu_driver')}, CUDA {info.get('cuda')}")
     if need_cuda and not info.get("cuda_available"):
-        print("set-up: torch sees no CUDA GPU on the device machine")
+        print("set-up: torch sees no CUDA GPU on the GPU machine")
         return 1
     return 1 if missing else 0
 
@@ -114,9 +115,9 @@ def wheels(folder: Path) -> int:
     return 1 if problems else 0
 
 
-def travel(repo: Path, carry: list[str]) -> int:
-    """What a device call sends: the tree git sees (tracked and untracked-not-ignored files) plus the
-    carried paths; 1 when that is over the 64 MiB limit. Run here, before the call."""
+def _upload_sizes(repo: Path, carry: list[str]) -> dict[str, int]:
+    """Bytes per part of an upload: the tree git sees (tracked and untracked-not-ignored files), then
+    each carried path (0 for one that is not here)."""
     import subprocess
 
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=repo, capture_output=True,
@@ -126,15 +127,66 @@ def travel(repo: Path, carry: list[str]) -> int:
         root = repo / path
         files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
         sizes[path] = sum(f.stat().st_size for f in files)
-        if not root.exists():
+    return sizes
+
+
+def travel(repo: Path, carry: list[str]) -> int:
+    """What the call uploads: the tree plus the carried paths; 1 when that is over the 64 MiB limit.
+    Run here, before the call."""
+    sizes = _upload_sizes(repo, carry)
+    for path in carry:
+        if not (repo / path).exists():
             print(f"travel: {path} is not here (not carried)")
     total = sum(sizes.values())
     print("travel: " + ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in sizes.items()) +
           f"; {total / 2**20:.1f} of {MAX_TOTAL_BYTES // 2**20} MiB")
     if total > MAX_TOTAL_BYTES:
-        print(f"travel: over the device tool's {MAX_TOTAL_BYTES // 2**20} MiB: carry less (or commit less)")
+        print(f"travel: over the upload limit of {MAX_TOTAL_BYTES // 2**20} MiB: carry less (or commit less)")
         return 1
     return 0
+
+
+# (long side px, WebP quality), best first: the largest photos that fit beside the rest of the upload.
+# 1024 px keeps every GCompris and OpenCV photo at its own size; below that, training crops see more scene.
+PHOTO_LADDER = ((1600, 85), (1280, 85), (1024, 85), (1024, 78), (896, 78), (768, 78), (640, 78), (512, 75),
+                (384, 75))
+# The splits re-encoded: data/eval's five photographs travel as they are (data/photos/test), so that data/eval
+# rendered on the GPU machine is the very set make_data.sh renders here.
+PHOTO_SPLITS = ("train", "test_dense")
+UPLOAD_MARGIN = 2**20  # what else may appear in the tree between this check and the call
+
+
+def photos(src: Path, dst: Path, repo: Path, carry: list[str]) -> int:
+    """Re-encode every ``SRC/SPLIT/NAME.jpg`` of PHOTO_SPLITS as ``DST/SPLIT/NAME.webp`` at the first rung of
+    PHOTO_LADDER whose total fits in 64 MiB less the tree and the other carried paths; 1 when none fits."""
+    import cv2
+
+    budget = MAX_TOTAL_BYTES - UPLOAD_MARGIN - sum(_upload_sizes(repo, [c for c in carry if Path(c) != dst]).values())
+    images = {p.relative_to(src).with_suffix(".webp"): cv2.imread(str(p), cv2.IMREAD_COLOR)
+              for split in PHOTO_SPLITS for p in sorted((src / split).glob("*.jpg"))}
+    if not images:
+        print(f"photos: no {{{','.join(PHOTO_SPLITS)}}}/NAME.jpg under {src} (bash scripts/fetch_photos.sh makes them)")
+        return 1
+    for long_side, quality in PHOTO_LADDER:
+        encoded = {}
+        for rel, image in images.items():
+            h, w = image.shape[:2]
+            scale = min(1.0, long_side / max(h, w))
+            if scale < 1:
+                image = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+            encoded[rel] = cv2.imencode(".webp", image, [cv2.IMWRITE_WEBP_QUALITY, quality])[1].tobytes()
+        total = sum(len(b) for b in encoded.values())
+        if total <= budget:
+            shutil.rmtree(dst, ignore_errors=True)
+            for rel, data in encoded.items():
+                (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+                (dst / rel).write_bytes(data)
+            print(f"photos: {len(encoded)} photos at <= {long_side} px, WebP quality {quality}: "
+                  f"{total / 2**20:.1f} MiB of the {budget / 2**20:.1f} MiB left in the upload, in {dst}")
+            return 0
+    print(f"photos: even {PHOTO_LADDER[-1][0]} px photos ({total / 2**20:.1f} MiB) do not fit the "
+          f"{budget / 2**20:.1f} MiB left in the upload: carry less")
+    return 1
 
 
 # ---------------------------------------------------------------- the run's config
@@ -342,7 +394,7 @@ def _tar(results: Path, out: Path, skip: tuple[str, ...]) -> None:
 
 
 def check_limits(out: Path) -> list[str]:
-    """What in ``out`` the device tool would not bring back, one line each; [] when all of it comes."""
+    """What in ``out`` the runner would not bring back, one line each; [] when all of it comes."""
     problems, total = [], 0
     files = [p for p in out.rglob("*") if p.is_file() or p.is_symlink()]
     for path in files:
@@ -367,12 +419,12 @@ def check_limits(out: Path) -> list[str]:
 
 
 def pack(work: Path, out: Path) -> int:
-    """summary.json, session.log, results.tar.gz and train_state/ into ``out``; 1 if a limit is broken."""
+    """summary.json, run.log, results.tar.gz and train_state/ into ``out``; 1 if a limit is broken."""
     out.mkdir(parents=True, exist_ok=True)
-    if (work / "session.log").is_file():
-        log = (work / "session.log").read_bytes()
-        (out / "session.log.part").write_bytes(log[-(MAX_FILE_BYTES - 2**20):])  # the end, where a failure is
-        (out / "session.log.part").replace(out / "session.log")
+    if (work / "run.log").is_file():
+        log = (work / "run.log").read_bytes()
+        (out / "run.log.part").write_bytes(log[-(MAX_FILE_BYTES - 2**20):])  # the end, where a failure is
+        (out / "run.log.part").replace(out / "run.log")
     results = work / "results"
     notes = []
     if results.is_dir():
@@ -381,11 +433,11 @@ def pack(work: Path, out: Path) -> int:
             _tar(results, out / "results.tar.gz", (".png", ".mp4", ".mkv"))
             notes.append("results.tar.gz: plots and videos left out to stay under 16 MiB")
     _copy_train_state(work, out)
-    session = json.loads((work / "session.json").read_text()) if (work / "session.json").is_file() else {}
-    session["packed"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    run = json.loads((work / "run.json").read_text()) if (work / "run.json").is_file() else {}
+    run["packed"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     machine_file = results / "setup" / "machine.json"
     summary = {
-        "session": session,
+        "run": run,
         "machine": json.loads(machine_file.read_text()) if machine_file.is_file() else None,
         "stages": _stages(work),
         "tests": _tests(results / "tests" / "junit.xml"),
@@ -417,6 +469,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("travel")
     p.add_argument("repo", type=Path)
     p.add_argument("carry", nargs="*")
+    p = sub.add_parser("photos")
+    p.add_argument("src", type=Path)
+    p.add_argument("dst", type=Path)
+    p.add_argument("repo", type=Path)
+    p.add_argument("carry", nargs="*")
     p = sub.add_parser("runtoml")
     p.add_argument("config")
     p.add_argument("out", type=Path)
@@ -441,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
         return wheels(a.folder)
     if a.command == "travel":
         return travel(a.repo, a.carry)
+    if a.command == "photos":
+        return photos(a.src, a.dst, a.repo, a.carry)
     if a.command == "runtoml":
         return runtoml(a.config, a.out, a.sets)
     if a.command == "clip":

@@ -1,64 +1,76 @@
 #!/usr/bin/env bash
-# One prepared GPU session (issue 14): set-up, the CUDA tests, GPU figures, then training, each stage
-# under its own time limit and packed into OUT_DIR before the next starts.
+# One time-boxed run on a rented GPU machine: set-up, the CUDA tests, GPU figures, then training on the
+# photograph pool, each stage under its own time limit and packed into OUT_DIR before the next starts.
 #
-#   bash scripts/gpu_session.sh OUT_DIR              # on the GPU machine (device tool), in the repo root
+#   bash scripts/gpu_session.sh OUT_DIR              # on the GPU machine, in the repo root
 #   bash scripts/gpu_session.sh --rehearse OUT_DIR   # the same stages on this CPU, tiny sizes (~4 min on 2 busy cores)
 #
 # NEVER RUN ON A GPU YET: only the rehearsal has run (tests/test_gpu_session.py runs it).
 #
-# What comes back (OUT_DIR, at most 8 files of at most 16 MiB, no deeper than 2 folders):
+# The run this is made for: one command of at most 10 minutes on a machine with one H200, 16 cores, torch 2.11
+# + CUDA and Python 3.12 but no PyAV and no network; at most 64 MiB uploaded with the working tree; at most 8
+# files of at most 16 MiB, no deeper than 2 folders, come back. Training gets at least 5 of the 9 minutes.
+#
+# What comes back (OUT_DIR):
 #   summary.json       machine (GPU, driver, CUDA, torch), each stage's status/time, test counts and
 #                      failures, the figures in short, the training's last rows and checkpoint step
-#   session.log        everything every stage printed (the end of it, if over 15 MiB)
+#   run.log            everything every stage printed (the end of it, if over 15 MiB)
 #   results.tar.gz     results/{setup,tests,figures,eval}/: junit.xml, parity table, vdeblur-bench
-#                      JSON/Markdown/plots, multistream.json, the 1080p `vdeblur` run, quality before/after
+#                      JSON/Markdown/plots, multistream.json, the 1080p `vdeblur` run, held-out quality
 #   train_state/{run.toml,last.safetensors,last.train.pt,log.csv}   the layout of train_state/default/
 #
-# Before the call, here, in the repository root (once; .whl/ is git-ignored):
+# Before the call, here, in the repository root (once; .whl/ and data/ are git-ignored):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl av==18.1.0
-# The device image (KINDS.md, nvidia-h200) already has torch 2.11+cu130, numpy, opencv-python-headless,
-# numba, click, safetensors, scikit-image, scipy, onnx, onnxruntime (CPU provider only), onnxscript,
-# matplotlib and pytest: only PyAV is missing. Measured here: av 18.1.0 is 34.1 MiB; onnxruntime-gpu
-# 1.31.1 is 243.7 MiB (cannot travel: the ONNX Runtime rows run on the image's CPU onnxruntime);
-# pynvvideocodec 2.2.4 is 25.6 MiB: it fits only without the photographs, so the real-NVDEC tests
-# skip in the main call (a rerun can carry it: put its wheel in .whl-nvc/, STAGES=setup,tests).
+#   bash scripts/fetch_photos.sh   # data/photos/{train,test,test_dense}, if not there yet
+#   python3 scripts/gpu_session.py photos data/photos data/photos_travel . .whl data/photos_travel data/photos/test
+# The last line re-encodes the photograph pool as WebP, as large as fits beside the tree and the PyAV wheel
+# (measured 2026-12-04: tree 16.2 MiB with train_state/default linked to the bundled weights, av 18.1.0
+# 34.1 MiB, data/photos/test 1.7 MiB: the 228 training and dense held-out photographs go at 768 px, WebP
+# quality 78, 10.1 MiB; a train_state/default with weights of its own adds 8.1 MiB and the photos go smaller). The GPU image already has torch, numpy,
+# opencv-python-headless, numba, click, safetensors, scikit-image, scipy, onnx, onnxruntime (CPU provider
+# only), onnxscript, matplotlib and pytest: only PyAV is missing. onnxruntime-gpu 1.31.1 (243.7 MiB) cannot
+# travel: the ONNX Runtime rows run on the image's CPU onnxruntime; pynvvideocodec 2.2.4 (25.6 MiB) fits only
+# without the photographs, so the real-NVDEC tests skip in the main call (a rerun can carry it: put its wheel
+# in .whl-nvc/, STAGES=setup,tests).
 #
-# Carry (device tool `carry`): [".whl", "data/photos/train", "data/photos/test"]; data/eval is rendered
-# on the device from data/photos/test (carry data/eval instead only if it fits). Budget: 64 MiB in all,
-# tracked files included. Measured 2026-12-01: tree 7.4 MiB (without train_state/), av 34.1 MiB,
-# data/photos/train 8.6 MiB, data/photos/test 1.7 MiB: 51.8 MiB, so a committed train_state/default
-# may take ~12 MiB (--init-from reads last.train.pt). Check before the call (the rehearsal runs it too):
-#   python3 scripts/gpu_session.py travel . .whl data/photos/train data/photos/test
-# Command: bash scripts/gpu_session.sh "$OUT"   with timeout_s 600 (the script ends itself after
-# SESSION_SECONDS, 540 by default, so a cut-off is the script's own, with everything packed).
+# Carry: [".whl", "data/photos_travel", "data/photos/test"]; the held-out clips (data/eval, data/eval_dense) are
+# rendered on the GPU machine from the photographs during training. Check before the call (the rehearsal runs it too):
+#   python3 scripts/gpu_session.py travel . .whl data/photos_travel data/photos/test
+# Command: bash scripts/gpu_session.sh "$OUT"   with a 600 s limit (the script ends itself after
+# RUN_SECONDS, 540 by default, so a cut-off is the script's own, with everything packed).
 #
 # Every setting below can be given in the environment (e.g. STAGES=tests,figures for a rerun).
 set -uo pipefail  # no -e: a failed stage is recorded and the next one still runs
 
 TRAIN_STATE=${TRAIN_STATE:-train_state/default}    # run.toml + last.safetensors + last.train.pt + log.csv
 TRAIN_FALLBACK_CONFIG=${TRAIN_FALLBACK_CONFIG:-vdeblur_fast}  # preset used when TRAIN_STATE has no run.toml
-TRAIN_PHOTOS=${TRAIN_PHOTOS:-data/photos/train}    # JPEG training photos; scikit-image's photos when absent
+TRAIN_PHOTOS=${TRAIN_PHOTOS:-data/photos_travel/train}  # training photos; scikit-image's photos when absent
 EVAL_DIR=${EVAL_DIR:-data/eval}                    # GoPro layout (uses test/); rendered from PHOTOS_TEST when absent
-PHOTOS_TEST=${PHOTOS_TEST:-data/photos/test}       # the held-out photographs (1.7 MiB): data/eval is rendered from them
-# data/eval as scripts/make_data.sh renders it (its line; tests/test_gpu_session.py checks they agree): carrying
-# 1.7 MiB of photos and rendering on the device, during training, is cheaper than 42 MiB of PNGs.
+PHOTOS_TEST=${PHOTOS_TEST:-data/photos/test}       # data/eval's five held-out photographs, as make_data.sh reads them
+EVAL_DENSE_DIR=${EVAL_DENSE_DIR:-data/eval_dense}  # dense detail; rendered from PHOTOS_DENSE when absent
+PHOTOS_DENSE=${PHOTOS_DENSE:-data/photos_travel/test_dense}  # held-out photographs of dense detail (validation too)
+# data/eval and data/eval_dense with the arguments of scripts/make_data.sh (tests/test_gpu_session.py checks they
+# agree): a few MiB of photos rendered on the GPU machine during training are cheaper than 40 MiB of PNGs. data/eval
+# comes out identical (its JPEGs travel as they are); the dense set is drawn from the re-encoded photographs, so its
+# figures are close to, not the same as, data/eval_dense's (every set is evaluated again here on the CPU).
 EVAL_RENDER=(--split test --sequences 24 --frames 8 --size 240x320 --seed 12 --scale 0.4 1.0 --blur-px 5 12 --prefix ev)
+DENSE_RENDER=(--split test --sequences 24 --frames 8 --size 240x320 --seed 21 --scale 0.3 0.8 --blur-px 5 12 --prefix dn --h264-crf 12 --min-detail 8)
 WHEELS=${WHEELS:-.whl}
-CARRY=${CARRY:-".whl data/photos/train data/photos/test"}  # what the device call carries (checked here against 64 MiB)
+CARRY=${CARRY:-".whl data/photos_travel data/photos/test"}  # uploaded beside the tree (checked here against 64 MiB)
 WHEELS_EXTRA=${WHEELS_EXTRA:-.whl-nvc}             # optional second folder (pynvvideocodec), installed if present
 BENCH_MODELS=${BENCH_MODELS:-vdeblur_deep,vdeblur_fast}  # registry names; weights: bundled, or BENCH_CHECKPOINTS
 BENCH_CHECKPOINTS=${BENCH_CHECKPOINTS:-}           # space-separated NAME=PATH
 STAGES=${STAGES:-setup,tests,figures,train}
-SESSION_SECONDS=${SESSION_SECONDS:-540}            # the whole call; training takes what is left of it
-LIMIT_SETUP=${LIMIT_SETUP:-60}
-LIMIT_TESTS=${LIMIT_TESTS:-120}
-LIMIT_FIGURES=${LIMIT_FIGURES:-120}
-TRAIN_RESERVE=${TRAIN_RESERVE:-75}                 # seconds kept after training: evaluation and the last pack
-LIMIT_EVAL=${LIMIT_EVAL:-50}
+RUN_SECONDS=${RUN_SECONDS:-540}                    # the whole call; training takes what is left of it
+# Tests and figures share at most 145 s, set-up and the final evaluation 95 s: training gets >= 300 s of 540.
+LIMIT_SETUP=${LIMIT_SETUP:-40}
+LIMIT_TESTS=${LIMIT_TESTS:-70}
+LIMIT_FIGURES=${LIMIT_FIGURES:-75}
+TRAIN_RESERVE=${TRAIN_RESERVE:-55}                 # seconds kept after training: evaluation and the last pack
+LIMIT_EVAL=${LIMIT_EVAL:-45}
 # GPU training: bf16 autocast, large batches, 14 of 16 cores rendering the blur; a checkpoint every
-# 200 steps (a 1 M-parameter model saves in milliseconds) so the minute-by-minute copy has a recent one.
+# 200 steps (a 2 M-parameter model saves in milliseconds) so the minute-by-minute copy has a recent one.
 GPU_TRAIN_SETS=(train.amp=bf16 train.batch=64 data.workers=14 train.ckpt_every=200 train.val_every=1000
                 train.log_every=50 train.steps=20000 optim.warmup_steps=200 data.val_size=128 data.val_sequences=8)
 REHEARSE_TRAIN_SETS=(train.steps=4 train.batch=2 train.crop=64 train.window=2 data.length=8 data.val_sequences=1
@@ -76,9 +88,9 @@ HELPER="$REPO/scripts/gpu_session.py"
 
 in_repo() { if [[ $1 == /* ]]; then echo "$1"; else echo "$REPO/$1"; fi; }  # paths may be given relative to the repo
 TRAIN_STATE_DIR=$(in_repo "$TRAIN_STATE") PHOTOS_DIR=$(in_repo "$TRAIN_PHOTOS") EVAL_PATH=$(in_repo "$EVAL_DIR")
-PHOTOS_TEST_DIR=$(in_repo "$PHOTOS_TEST")
+PHOTOS_TEST_DIR=$(in_repo "$PHOTOS_TEST") EVAL_DENSE_PATH=$(in_repo "$EVAL_DENSE_DIR") PHOTOS_DENSE_DIR=$(in_repo "$PHOTOS_DENSE")
 want() { [[ ",$STAGES," == *",$1,"* ]]; }
-log() { echo "[$(date -u +%H:%M:%S) +$((SECONDS - ${SESSION_T0:-0}))s] $*" >&2; }
+log() { echo "[$(date -u +%H:%M:%S) +$((SECONDS - ${RUN_T0:-0}))s] $*" >&2; }
 note() { echo "$*" >>"$WORK/stages/$STAGE.notes"; log "$STAGE: $*"; }
 skip_stage() { echo "skipped: $*" >"$WORK/stages/$STAGE.status"; note "skipped: $*"; }
 # run_step NAME LIMIT OUTFILE|- CMD...: one step of a stage under its own limit (--foreground: the
@@ -198,32 +210,46 @@ stage_train() {
         note "not warm-started (needs $TRAIN_STATE/last.safetensors and vdeblur-train --init-from): trains from scratch"
     fi
     if [[ $MODE == device ]]; then sets=("${GPU_TRAIN_SETS[@]}"); else sets=("${REHEARSE_TRAIN_SETS[@]}"); dev=cpu; fi
-    # As given (relative to the repo root, where the stage runs): run.toml then reads the same in the next session.
+    # As given (relative to the repo root, where the stage runs): run.toml then reads the same on the next machine.
     # data.kind=device: the blur is rendered on the training device itself (train/synth/device_render.py;
     # CPU synthesis on 16 cores would leave the GPU idle); the rehearsal renders the same way on the CPU.
     local extra=$EXTRA_SOURCES
-    if [[ $extra == auto ]]; then if [[ $MODE == device ]]; then extra=', "deadleaves"'; else extra=''; fi; fi
-    if [[ -d $PHOTOS_DIR ]]; then sets+=(data.kind=device "data.sources=[\"$TRAIN_PHOTOS\", \"skimage\"$extra]")
+    if [[ $extra == auto ]]; then if [[ $MODE == device ]]; then extra=', "deadleaves:96"'; else extra=''; fi; fi
+    # The pool listed twice beside the dead leaves: two clips of photographs for one procedural one.
+    if [[ -d $PHOTOS_DIR ]]; then sets+=(data.kind=device "data.sources=[\"$TRAIN_PHOTOS\", \"$TRAIN_PHOTOS\"$extra]")
     else note "no $TRAIN_PHOTOS/: trains on scikit-image's photos"; sets+=(data.kind=device "data.sources=[\"skimage\"$extra]"); fi
+    if [[ -d $PHOTOS_DENSE_DIR ]]; then sets+=("data.val_sources=[\"$PHOTOS_DENSE\"]")
+    else note "no $PHOTOS_DENSE/: validation draws from the training sources"; sets+=("data.val_sources=[]"); fi
     local set_args=() s
     for s in "${sets[@]}"; do set_args+=(--set "$s"); done
     local model
     model=$("$PY" "$HELPER" runtoml "$config" "$WORK/run.toml" "${set_args[@]}" | tail -1) || return 1
-    # Training takes what is left of the session, less the evaluation and the last pack.
-    local left=$((SESSION_SECONDS - (SECONDS - SESSION_T0) - TRAIN_RESERVE))
+    # Training takes what is left of the run, less the evaluation and the last pack.
+    local left=$((RUN_SECONDS - (SECONDS - RUN_T0) - TRAIN_RESERVE))
     [[ $MODE == rehearse ]] && left=30  # the 4 steps end it; run_step scales the limit by SLACK
     (( left >= 30 )) || { note "only ${left}s left: no training"; return 1; }
     local minutes
     minutes=$(awk "BEGIN {printf \"%.2f\", ($left - 20) * $SLACK / 60}")  # 20 s for start-up and the final save
-    local eval_dir=$EVAL_PATH renderer="" eval_args=(--clips 4 --clip-size 256x256)
+    local eval_dir=$EVAL_PATH dense_dir=$EVAL_DENSE_PATH renderer="" eval_args=(--clips 4 --clip-size 256x256)
     [[ $MODE == rehearse ]] && eval_args=(--clips 1 --clip-size 64x64)
-    if [[ ! -d $eval_dir && -d $PHOTOS_TEST_DIR ]]; then  # one core, while the other 15 train
+    local renders=()  # "SOURCE OUT ARGS..." per held-out set missing here; rendered on one core while the others train
+    local tiny=(--split test --sequences 1 --frames 3 --size 64x64 --prefix ev)
+    if [[ ! -d $eval_dir && -d $PHOTOS_TEST_DIR ]]; then
         eval_dir=$WORK/eval
-        local render=("${EVAL_RENDER[@]}")
-        [[ $MODE == rehearse ]] && render=(--split test --sequences 1 --frames 3 --size 64x64 --seed 12 --prefix ev)
-        note "rendering the held-out clips from $PHOTOS_TEST during training: ${render[*]}"
-        "$PY" -m vdeblur.train.synth.render_dataset --source "$PHOTOS_TEST_DIR" --out "$eval_dir" "${render[@]}" \
-            >"$WORK/render-eval.log" 2>&1 &
+        if [[ $MODE == rehearse ]]; then renders+=("$PHOTOS_TEST_DIR $eval_dir ${tiny[*]} --seed 12")
+        else renders+=("$PHOTOS_TEST_DIR $eval_dir ${EVAL_RENDER[*]}"); fi
+    fi
+    if [[ ! -d $dense_dir && -d $PHOTOS_DENSE_DIR ]]; then
+        dense_dir=$WORK/eval_dense
+        if [[ $MODE == rehearse ]]; then renders+=("$PHOTOS_DENSE_DIR $dense_dir ${tiny[*]} --seed 21 --h264-crf 12")
+        else renders+=("$PHOTOS_DENSE_DIR $dense_dir ${DENSE_RENDER[*]}"); fi
+    fi
+    if (( ${#renders[@]} )); then
+        note "rendering the held-out clips during training: ${renders[*]}"
+        ( for r in "${renders[@]}"; do
+              read -r -a args <<<"$r"
+              "$PY" -m vdeblur.train.synth.render_dataset --source "${args[0]}" --out "${args[1]}" "${args[@]:2}" || exit 1
+          done ) >"$WORK/render-eval.log" 2>&1 &
         renderer=$!
     fi
     ( while sleep 60; do "$PY" "$HELPER" pack "$WORK" "$OUT" >/dev/null 2>&1; done ) &  # a checkpoint into OUT every minute
@@ -232,18 +258,24 @@ stage_train() {
         --time-limit "$minutes" || rc=1
     kill "$copier" 2>/dev/null; wait "$copier" 2>/dev/null
     if [[ -n $renderer ]] && ! wait "$renderer"; then
-        note "rendering the held-out clips failed: $(tail -1 "$WORK/render-eval.log")"; eval_dir=""
+        note "rendering the held-out clips failed: $(tail -1 "$WORK/render-eval.log")"
     fi
     [[ -f $WORK/run/last.safetensors ]] || { note "no checkpoint written"; return 1; }
-    if [[ -d $eval_dir ]]; then eval_args=(--gopro "$eval_dir")
+    if [[ -d $eval_dir/test ]]; then eval_args=(--gopro "$eval_dir")
     else note "no $EVAL_DIR/ and no $PHOTOS_TEST/: evaluated on synthetic clips of scikit-image's photos"; fi
     local before=()  # the weights training started from; the bundled default model when not warm-started
     (( ${#init[@]} )) && before=(--checkpoint "$model=${init[1]}/last.safetensors")
-    # The trained weights first and alone (the figure that matters); then the starting weights with the
-    # classical baselines and the blurred input, whose Richardson-Lucy and Wiener are slow on large frames.
-    run_step eval-trained $((LIMIT_EVAL * 2 / 5)) - vdeblur-bench --parts quality --no-baselines --models "$model" \
+    # The trained weights first and alone (the figure that matters), on data/eval and on the dense set; then
+    # the starting weights with the classical baselines and the blurred input (Richardson-Lucy and Wiener are
+    # slow on large frames). Every held-out set is evaluated again on the CPU when the weights come back.
+    run_step eval-trained $((LIMIT_EVAL * 3 / 10)) - vdeblur-bench --parts quality --no-baselines --models "$model" \
         --checkpoint "$model=$WORK/run/last.safetensors" "${eval_args[@]}" --out "$RESULTS/eval/trained" || rc=1
-    run_step eval-before $((LIMIT_EVAL * 3 / 5)) - vdeblur-bench --parts quality --models "$model" \
+    if [[ -d $dense_dir/test ]]; then
+        run_step eval-trained-dense $((LIMIT_EVAL * 3 / 10)) - vdeblur-bench --parts quality --no-baselines \
+            --models "$model" --checkpoint "$model=$WORK/run/last.safetensors" --gopro "$dense_dir" \
+            --out "$RESULTS/eval/trained-dense" || rc=1
+    else note "no $EVAL_DENSE_DIR/ and no $PHOTOS_DENSE/: no dense evaluation"; fi
+    run_step eval-before $((LIMIT_EVAL * 2 / 5)) - vdeblur-bench --parts quality --models "$model" \
         "${before[@]}" "${eval_args[@]}" --out "$RESULTS/eval/before" || rc=1
     return $rc
 }
@@ -259,7 +291,7 @@ fi
 MODE=device
 [[ ${1:-} == --rehearse ]] && { MODE=rehearse; shift; }
 # Every limit times SLACK: the rehearsal checks the plumbing, not the timing, and may share a busy CPU.
-if [[ $MODE == rehearse ]]; then SLACK=${SLACK:-4} SESSION_SECONDS=$((SESSION_SECONDS * SLACK)); else SLACK=${SLACK:-1}; fi
+if [[ $MODE == rehearse ]]; then SLACK=${SLACK:-4} RUN_SECONDS=$((RUN_SECONDS * SLACK)); else SLACK=${SLACK:-1}; fi
 [[ $# == 1 && -n $1 ]] || usage
 for s in ${STAGES//,/ }; do
     [[ $s =~ ^(setup|tests|figures|train)$ ]] || { echo "gpu_session: stage $s unknown; allowed: setup,tests,figures,train" >&2; exit 2; }
@@ -267,47 +299,47 @@ done
 [[ ! -e $1 || -z $(ls -A "$1" 2>/dev/null) ]] || { echo "gpu_session: OUT_DIR $1 is not empty; give an empty or new folder" >&2; exit 2; }
 OUT=$(mkdir -p "$1" && cd "$1" && pwd) || { echo "gpu_session: cannot create OUT_DIR $1" >&2; exit 2; }
 made_work=""
-if [[ -z ${GPU_SESSION_WORK:-} ]]; then GPU_SESSION_WORK=$(mktemp -d -t vdeblur-session.XXXXXX); made_work=1; fi
-WORK=$GPU_SESSION_WORK
+if [[ -z ${GPU_RUN_WORK:-} ]]; then GPU_RUN_WORK=$(mktemp -d -t vdeblur-gpu-run.XXXXXX); made_work=1; fi
+WORK=$GPU_RUN_WORK
 [[ -n $made_work && $MODE == rehearse ]] && trap 'rm -rf "$WORK"' EXIT
-SITE=$WORK/site RESULTS=$WORK/results SESSION_T0=$SECONDS
+SITE=$WORK/site RESULTS=$WORK/results RUN_T0=$SECONDS
 mkdir -p "$WORK/stages" "$WORK/tmp" "$RESULTS"
 # Everything the stages write goes under WORK: caches and temporary files included (the rehearsal
 # test checks that nothing lands in the tree or the home folder).
 # PYTHONSAFEPATH: `python -m` must not put the repo root first on sys.path, where vdeblur/ would
 # shadow the linked package without its sub-packages.
-export MODE SLACK SESSION_SECONDS WORK OUT SITE RESULTS SESSION_T0 PYTHON=$PY TMPDIR=$WORK/tmp PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1 \
+export MODE SLACK RUN_SECONDS WORK OUT SITE RESULTS RUN_T0 PYTHON=$PY TMPDIR=$WORK/tmp PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1 \
     PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH} PATH=$SITE/bin:$PATH PYTHONPYCACHEPREFIX=$WORK/pycache \
     MPLCONFIGDIR=$WORK/mpl NUMBA_CACHE_DIR=$WORK/numba TORCHINDUCTOR_CACHE_DIR=$WORK/inductor \
     TRITON_CACHE_DIR=$WORK/triton XDG_CACHE_HOME=$WORK/cache
-"$PY" - "$WORK/session.json" "$MODE" "$*" "$STAGES" "$SESSION_SECONDS" <<'EOF'
+"$PY" - "$WORK/run.json" "$MODE" "$*" "$STAGES" "$RUN_SECONDS" <<'EOF'
 import datetime, json, subprocess, sys
 path, mode, out, stages, seconds = sys.argv[1:]
-try:  # the device machine's copy of the tree has no .git, and maybe no git
+try:  # the GPU machine's copy of the tree has no .git, and maybe no git
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
 except OSError:
     commit = ""
-json.dump({"mode": mode, "out": out, "stages": stages.split(","), "session_seconds": int(seconds),
+json.dump({"mode": mode, "out": out, "stages": stages.split(","), "run_seconds": int(seconds),
            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "commit": commit or None}, open(path, "w"), indent=2)
 EOF
-say() { log "$@" 2>&1 | tee -a "$WORK/session.log"; }
+say() { log "$@" 2>&1 | tee -a "$WORK/run.log"; }
 say "gpu_session ($MODE): out $OUT, work $WORK, stages $STAGES"
-declare -A LIMIT=([setup]=$LIMIT_SETUP [tests]=$LIMIT_TESTS [figures]=$LIMIT_FIGURES [train]=$SESSION_SECONDS)
+declare -A LIMIT=([setup]=$LIMIT_SETUP [tests]=$LIMIT_TESTS [figures]=$LIMIT_FIGURES [train]=$RUN_SECONDS)
 status=0
 for stage in setup tests figures train; do
     want "$stage" || continue
     limit=$((${LIMIT[$stage]} * SLACK))
-    if [[ $stage == train ]]; then limit=$((SESSION_SECONDS - (SECONDS - SESSION_T0) - 10)); fi
+    if [[ $stage == train ]]; then limit=$((RUN_SECONDS - (SECONDS - RUN_T0) - 10)); fi
     t0=$SECONDS
     say "=== stage $stage (limit ${limit}s) ==="
-    timeout --kill-after=10 "$limit" bash "$SELF" __stage "$stage" 2>&1 | tee -a "$WORK/session.log"
+    timeout --kill-after=10 "$limit" bash "$SELF" __stage "$stage" 2>&1 | tee -a "$WORK/run.log"
     rc=${PIPESTATUS[0]}
     [[ $rc == 0 ]] || status=1
-    "$PY" "$HELPER" record "$WORK" "$stage" "$rc" $((SECONDS - t0)) | tee -a "$WORK/session.log"
-    "$PY" "$HELPER" pack "$WORK" "$OUT" 2>&1 | tee -a "$WORK/session.log"
+    "$PY" "$HELPER" record "$WORK" "$stage" "$rc" $((SECONDS - t0)) | tee -a "$WORK/run.log"
+    "$PY" "$HELPER" pack "$WORK" "$OUT" 2>&1 | tee -a "$WORK/run.log"
     [[ ${PIPESTATUS[0]} == 0 ]] || status=1
 done
-say "gpu_session ($MODE): done in $((SECONDS - SESSION_T0))s, exit $status; results in $OUT"
-"$PY" "$HELPER" pack "$WORK" "$OUT" >/dev/null 2>&1 || status=1  # session.log with the last lines in it
+say "gpu_session ($MODE): done in $((SECONDS - RUN_T0))s, exit $status; results in $OUT"
+"$PY" "$HELPER" pack "$WORK" "$OUT" >/dev/null 2>&1 || status=1  # run.log with the last lines in it
 exit $status

@@ -3,7 +3,8 @@
 # (vdeblur-train --cpu-limit: CPU seconds of the training process, so runs side by side stay comparable),
 # one torch thread each, on one rendered data folder, with held-out PSNR/SSIM logged every 500 steps.
 #   bash scripts/model_study.sh CANDIDATE [MINUTES=25]      # runs/study/CANDIDATE/{log.csv,last.*}
-# Data (see docs/model_study.md): data/shake2/train (photos + dead leaves), data/shake2/test -> data/eval/test.
+# Data (see docs/model_study.md; rendered by `bash scripts/make_data.sh --study`): data/shake2/train (photos +
+# dead leaves), data/shake2/test -> data/eval/test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=$1

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The default model's training programme: continue from the committed state, then pack it for the commit.
-#   bash scripts/train_default.sh [CPU_MINUTES=60] [--set KEY=VALUE ...]   # e.g. --set train.steps=64000 (resumable)
-# Run it first in a session, in the background (one torch thread; work on the other core), and before the
-# session stops commit train_state/default (the packed state, < 30 MB). A fresh machine renders the data
-# first (scripts/make_data.sh, ~25 CPU-minutes, deterministic). The packed state is slim (train/pack.py):
-# the resumed run restarts its raw weights from the EMA and Adam from zero moments; the rest is exact.
+#   bash scripts/train_default.sh [CPU_MINUTES=60] [--set KEY=VALUE ...]   # e.g. --set train.steps=80000 (resumable)
+# Start it first, in the background (one torch thread: on a shared 2-core machine two threads wait on each
+# other), and commit train_state/default (the packed state, < 10 MB) before the machine goes away. It trains on
+# blur synthesised fresh for every item from the photograph pool (scripts/fetch_photos.sh builds data/photos on a
+# fresh machine, ~1 minute) and dead leaves. The packed state is slim (train/pack.py): the resumed run restarts
+# its raw weights from the EMA and Adam from zero moments; the rest is exact.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=${1:-60}
 shift $(( $# > 0 ? 1 : 0 ))   # the rest goes to vdeblur-train (only RESUMABLE_CHANGES keys resume)
-[ -d data/shake2/train ] && [ -d data/eval/test ] || bash scripts/make_data.sh
+[ -d data/photos/train ] && [ -d data/photos/test_dense ] || bash scripts/fetch_photos.sh data/photos
 mkdir -p runs
 if [ ! -f runs/default/last.train.pt ]; then
   rm -rf runs/default && cp -rL train_state/default runs/default   # -L: the EMA may be a link to the bundled weights

@@ -200,3 +200,78 @@ def test_min_detail_redraws_flat_synthetic_clips(tmp_path: Path, photo: np.ndarr
     details = lambda ds: [detail((ds[i]["sharp"].permute(0, 2, 3, 1) * 255).round().byte().numpy())  # noqa: E731
                           for i in range(len(ds))]
     assert min(details(keep)) < 1 and min(details(skip)) >= 2.5
+
+
+def test_image_folders_decode_each_photo_once_and_share_it_read_only(tmp_path: Path, photo: np.ndarray,
+                                                                      monkeypatch) -> None:
+    _write(tmp_path / "a.png", photo)
+    folder = image_folder(tmp_path)
+    calls = []
+    from vdeblur.train.synth import sources
+
+    real = sources.read_rgb
+    monkeypatch.setattr(sources, "read_rgb", lambda path: calls.append(path) or real(path))
+    first, again = folder.read(0), folder.read(0)
+    assert first is again and len(calls) == 1 and np.array_equal(first, photo)
+    with pytest.raises(ValueError, match="read-only"):
+        first[0, 0] = 0  # a cached photo is shared by every later clip: nobody may draw on it
+
+
+def test_dead_leaves_pool_spec_and_cache() -> None:
+    pool = open_source("deadleaves:3")
+    assert len(pool) == 3
+    assert pool.read(1) is pool.read(1) and not np.array_equal(pool.read(0), pool.read(1))
+    # The pool's images are the first images of the unbounded source (same seed): only the count differs.
+    assert np.array_equal(pool.read(2), open_source("deadleaves").read(2))
+    for bad in ("deadleaves:", "deadleaves:0", "deadleaves:many"):
+        with pytest.raises(ValueError, match="pool size after 'deadleaves:'"):
+            open_source(bad)
+
+
+def test_shake_config_defaults_are_the_renderers_defaults_and_choices_are_checked() -> None:
+    from vdeblur.train.synth.clip import shake_config
+
+    assert shake_config() == ShakeConfig()
+    quiet = shake_config(blur_px=(3, 20), noise="none", compression="h264", compression_probability=1.0, h264_crf=(12, 12))
+    assert quiet.blur_px == (3.0, 20.0) and quiet.noise is None
+    assert (quiet.compression.kind, quiet.compression.probability, quiet.compression.h264_crf) == ("h264", 1.0, (12, 12))
+    with pytest.raises(ValueError, match="noise 'loud' is not allowed"):
+        shake_config(noise="loud")
+
+
+def test_region_rendering_cuts_the_window_from_the_photo_itself(photo: np.ndarray) -> None:
+    class One:  # one photo, as an image folder reads it
+        name = "one photo"
+
+        def __len__(self) -> int:
+            return 1
+
+        def read(self, index: int) -> np.ndarray:
+            return photo
+
+    still = ShakeConfig(blur_px=(0.0, 0.0), noise=None, compression=None)  # no shake: the views copy the source
+    ds = SyntheticDataset([One()], length=6, frames=2, height=48, width=64, config=still, scale=(1.0, 1.0),
+                          region_margin=16)
+    for index in range(len(ds)):
+        sharp = (ds[index]["sharp"][0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        assert np.array_equal(sharp, (ds[index]["blurred"][0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+        found = cv2.matchTemplate(photo, sharp, cv2.TM_SQDIFF)
+        y, x = np.unravel_index(found.argmin(), found.shape)
+        assert np.array_equal(photo[y:y + 48, x:x + 64], sharp)  # an exact copy of a window of the photo
+        assert 16 <= y <= photo.shape[0] - 48 - 16 and 16 <= x <= photo.shape[1] - 64 - 16  # the margin inside it
+    assert not torch.equal(ds[0]["sharp"], ds[1]["sharp"]) and torch.equal(ds[2]["sharp"], ds[2]["sharp"])
+    scaled = SyntheticDataset([One()], length=2, frames=2, height=48, width=64, scale=(0.3, 0.5), region_margin=24)
+    assert scaled[0]["blurred"].shape == (2, 3, 48, 64) and torch.equal(scaled[1]["sharp"], scaled[1]["sharp"])
+    with pytest.raises(ValueError, match="region_margin must be >= 0"):
+        SyntheticDataset([One()], length=1, region_margin=-1)
+
+
+def test_data_path_benchmark_prints_both_paths(capsys) -> None:
+    from vdeblur.benchmarks import data_paths
+
+    data_paths.main(["--source", "skimage", "--batches", "1", "--batch", "2", "--crop", "64", "--clips", "2",
+                     "--region-margin", "16"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "CPU-s" not in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| pre-rendered (gopro)", "| fresh, whole photo",
+                                                  "| fresh, region (margin 16)"]
+    assert rows[0].endswith("| 1.00x |") and all(float(r.split(" | ")[1]) > 0 for r in rows)

@@ -1,6 +1,6 @@
-"""``scripts/gpu_session.sh --rehearse``: every stage of the GPU session on this CPU at tiny sizes,
-the same files out as on the GPU machine and within the device tool's limits, nothing written
-outside its own folders; and the packing's checks, each on a case that breaks one limit."""
+"""``scripts/gpu_session.sh --rehearse``: every stage of the time-boxed GPU run on this CPU at tiny sizes,
+the same files out as on the GPU machine and within the runner's limits, nothing written outside its own
+folders; the packing's checks, each on a case that breaks one limit; and the photographs' re-encoding."""
 
 import importlib.util
 import json
@@ -18,7 +18,7 @@ from vdeblur.train.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "gpu_session.sh"
-EXPECTED = ["results.tar.gz", "session.log", "summary.json", "train_state/last.safetensors",
+EXPECTED = ["results.tar.gz", "run.log", "summary.json", "train_state/last.safetensors",
             "train_state/last.train.pt", "train_state/log.csv", "train_state/run.toml"]
 
 
@@ -38,8 +38,9 @@ def _tree() -> str | None:
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     # Not the Debian photographs, whatever this checkout has: training on scikit-image's photos, the
-    # held-out clips rendered from two of them written as JPEG, as data/eval is rendered on the GPU
-    # machine from data/photos/test. HOME and TMPDIR point into tmp_path so that anything written there shows.
+    # held-out clips (data/eval's and the dense set's) rendered from two of them written as JPEG, as the GPU
+    # machine renders them from the photographs. HOME and TMPDIR point into tmp_path so that anything written
+    # there shows.
     import cv2
     from skimage import data
 
@@ -48,8 +49,9 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     for name in ("coffee", "chelsea"):
         cv2.imwrite(str(tmp_path / "photos-test" / f"{name}.jpg"), getattr(data, name)()[..., ::-1])
     return {**os.environ, "PYTHON": sys.executable, "HOME": str(tmp_path / "home"), "TMPDIR": str(tmp_path / "tmp"),
-            "GPU_SESSION_WORK": str(tmp_path / "work"), "TRAIN_PHOTOS": str(tmp_path / "no-photos"),
-            "EVAL_DIR": str(tmp_path / "no-eval"), "PHOTOS_TEST": str(tmp_path / "photos-test"), **extra}
+            "GPU_RUN_WORK": str(tmp_path / "work"), "TRAIN_PHOTOS": str(tmp_path / "no-photos"),
+            "EVAL_DIR": str(tmp_path / "no-eval"), "PHOTOS_TEST": str(tmp_path / "photos-test"),
+            "EVAL_DENSE_DIR": str(tmp_path / "no-eval-dense"), "PHOTOS_DENSE": str(tmp_path / "photos-test"), **extra}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,7 @@ def rehearsal(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_rehearsal_returns_what_the_device_tool_brings_back(rehearsal) -> None:
+def test_rehearsal_returns_what_the_runner_brings_back(rehearsal) -> None:
     done, tmp, _ = rehearsal
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     out = tmp / "out"
@@ -73,9 +75,9 @@ def test_rehearsal_returns_what_the_device_tool_brings_back(rehearsal) -> None:
     assert all(n.startswith("results/") for n in names)
     for part in ("setup/machine.json", "tests/junit.xml", "tests/parity.txt", "figures/latency/bench.json",
                  "figures/stages/bench.json", "figures/multistream.json", "eval/trained/bench.json",
-                 "eval/before/bench.json"):
+                 "eval/trained-dense/bench.json", "eval/before/bench.json"):
         assert f"results/{part}" in names, part
-    assert "=== stage train" in (out / "session.log").read_text()
+    assert "=== stage train" in (out / "run.log").read_text()
 
 
 @pytest.mark.slow
@@ -98,13 +100,14 @@ def test_rehearsal_runs_every_stage_and_says_what_needed_cuda(rehearsal) -> None
 
 
 @pytest.mark.slow
-def test_rehearsal_training_leaves_a_train_state_the_next_session_starts_from(rehearsal) -> None:
+def test_rehearsal_training_leaves_a_train_state_the_next_run_starts_from(rehearsal) -> None:
     done, tmp, _ = rehearsal
     state = tmp / "out" / "train_state"
     cfg = load_config(state / "run.toml")
     info = read_info(state / "last.safetensors")
     assert info.step == cfg.train.steps == 4 and info.extra["config"] == json.loads(json.dumps(cfg.to_dict()))
     assert cfg.data.sources == ("skimage",)  # no photographs given: scikit-image's
+    assert cfg.data.val_sources == (str(tmp / "photos-test"),)  # validated on the dense held-out photographs
     summary = json.loads((tmp / "out" / "summary.json").read_text())
     assert summary["training"]["checkpoint"]["step"] == "4"
     warm = (REPO / "train_state/default/last.safetensors").is_file() and "--init-from" in subprocess.run(
@@ -119,6 +122,8 @@ def test_rehearsal_training_leaves_a_train_state_the_next_session_starts_from(re
     assert set(trained) == {name} and {"input", name} <= set(before)
     assert trained[name]["weights"].endswith("run/last.safetensors")
     assert "GoPro test set" in trained[name]["data"] == before["input"]["data"]
+    dense = {r["method"]: r for r in summary["figures"]["eval/trained-dense"]["quality"]}
+    assert set(dense) == {name} and "eval_dense" in dense[name]["data"]
 
 
 @pytest.mark.slow
@@ -143,14 +148,41 @@ def test_refusals_come_before_any_work(tmp_path: Path) -> None:
 
 
 def test_held_out_clips_are_rendered_as_make_data_renders_them() -> None:
-    """The session renders data/eval itself (1.7 MiB of photos travel instead of 42 MiB of PNGs):
-    with exactly the arguments of scripts/make_data.sh's data/eval line."""
+    """The GPU run renders data/eval and data/eval_dense itself (a few MiB of photos travel instead of 40 MiB
+    of PNGs): with exactly the arguments of scripts/make_data.sh's lines, data/eval from the same JPEGs."""
     make_data = (REPO / "scripts" / "make_data.sh").read_text().replace("\\\n", " ")
-    line = next(line for line in make_data.splitlines() if "--out data/eval " in line)
-    assert "--source data/photos/test " in line
-    ours = re.search(r"^EVAL_RENDER=\((.*)\)$", SCRIPT.read_text(), re.M)[1].split()
-    assert ours == line.split("--out data/eval ", 1)[1].split()
+    for variable, folder, photos in (("EVAL_RENDER", "data/eval", "data/photos/test"),
+                                     ("DENSE_RENDER", "data/eval_dense", "data/photos/test_dense")):
+        line = next(line for line in make_data.splitlines() if f"--out {folder} " in line)
+        assert f"--source {photos} " in line
+        ours = re.search(rf"^{variable}=\((.*)\)$", SCRIPT.read_text(), re.M)[1].split()
+        assert ours == line.split(f"--out {folder} ", 1)[1].split()
     assert 'PHOTOS_TEST=${PHOTOS_TEST:-data/photos/test}' in SCRIPT.read_text()
+
+
+def test_photographs_are_re_encoded_as_large_as_the_upload_allows(tmp_path: Path, capsys, photo) -> None:
+    import cv2
+
+    helper = _helper()
+    src, repo = tmp_path / "photos", tmp_path / "repo"
+    for split in ("train", "test", "test_dense"):
+        (src / split).mkdir(parents=True)
+        cv2.imwrite(str(src / split / f"{split}.jpg"), cv2.resize(photo, (1400, 1400))[..., ::-1])
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    full = sum(len(cv2.imencode(".webp", cv2.imread(str(p)), [cv2.IMWRITE_WEBP_QUALITY, 85])[1])
+               for split in ("train", "test_dense") for p in (src / split).glob("*.jpg"))
+    budget = full // 2  # the photographs at their own size do not fit
+    (repo / "ballast.bin").write_bytes(os.urandom(helper.MAX_TOTAL_BYTES - helper.UPLOAD_MARGIN - budget))
+    assert helper.photos(src, tmp_path / "travel", repo, []) == 0
+    written = sorted(p.relative_to(tmp_path / "travel") for p in (tmp_path / "travel").rglob("*.webp"))
+    assert written == [Path("test_dense/test_dense.webp"), Path("train/train.webp")]  # test travels as it is
+    total = sum(p.stat().st_size for p in (tmp_path / "travel").rglob("*.webp"))
+    assert total <= budget and "photos: 2 photos at <=" in capsys.readouterr().out
+    sides = {max(cv2.imread(str(p)).shape[:2]) for p in (tmp_path / "travel").rglob("*.webp")}
+    assert len(sides) == 1 and sides.pop() < 1400  # one rung for all, smaller than the source: the budget is tight
+    (repo / "ballast.bin").write_bytes(os.urandom(helper.MAX_TOTAL_BYTES - helper.UPLOAD_MARGIN - 1000))
+    assert helper.photos(src, tmp_path / "travel2", repo, []) == 1
+    assert "do not fit" in capsys.readouterr().out and not (tmp_path / "travel2").exists()
 
 
 def test_limit_check_names_every_file_the_device_tool_would_not_return(tmp_path: Path) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from vdeblur.train.cli import main
 from vdeblur.train.config import Config, ConfigError, apply_sets, from_dict, list_presets, load_config
 from vdeblur.train.distributed import DistInfo
 from vdeblur.train.registry import list_models
+from vdeblur.train.synth import ShakeConfig
 from vdeblur.train.trainer import Trainer
 
 CPU = DistInfo(0, 1, torch.device("cpu"))
@@ -40,7 +43,7 @@ def gopro(tmp_path_factory, photo) -> Path:
 def tiny_sets(preset: str, root: Path) -> list[str]:
     family = next(k for k in sorted(TINY_MODEL, key=len, reverse=True) if preset.startswith(k))
     return [f"model.overrides={TINY_MODEL[family]}", "model.discriminator_overrides={base_channels = 4}",
-            "data.kind=gopro", f"data.root='{root}'", "data.val_size=0", "data.val_sequences=1",
+            "data.kind=gopro", f"data.root='{root}'", "data.val_size=0", "data.val_sequences=1", "data.val_frames=0",
             "train.batch=2", "train.crop=32", "train.window=2", "train.log_every=1", "optim.warmup_steps=0"]
 
 
@@ -170,7 +173,8 @@ def test_resume_of_a_state_saved_before_a_config_key_existed(gopro: Path, tmp_pa
 def test_time_limit_stops_with_a_checkpoint(gopro: Path, tmp_path: Path) -> None:
     trainer = Trainer(load_config("rir", tiny_sets("rir", gopro) + ["train.steps=50"]), tmp_path, CPU)
     metrics = trainer.run(time_limit_s=0.0)
-    assert trainer.step == 1 and set(metrics) == {"val_psnr", "val_ssim", "val_input_psnr", "val_input_ssim"}
+    assert trainer.step == 1 and set(metrics) == {"val_psnr", "val_ssim", "val_input_psnr", "val_input_ssim",
+                                                  "fit_psnr", "fit_input_psnr"}
     assert torch.load(tmp_path / "last.train.pt", weights_only=False)["step"] == 1
 
 
@@ -375,3 +379,48 @@ def test_precision_and_layout_may_change_on_resume_but_fp16_needs_cuda(gopro: Pa
         load_config("vdeblur_deep", ["data.min_detail=-1"])
     with pytest.raises(ConfigError, match="the device renderer .* does not skip flat crops"):
         load_config("vdeblur_deep", ["data.kind=device", "data.min_detail=2"])
+
+
+def test_data_keys_describe_the_synthetic_degradation_and_are_checked(photo: np.ndarray, tmp_path: Path) -> None:
+    from vdeblur.train.run_state import build_datasets, data_shake
+
+    assert data_shake(Config()) == ShakeConfig()  # a config that predates the keys renders as before
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), photo)
+    cfg = load_config("vdeblur_deep", [f"data.sources=['{folder}', '{folder}', 'deadleaves:2']", "data.val_sources=[]",
+                                       "data.blur_px=[3, 20]",
+                                       "data.noise=none", "data.compression=none", "data.val_sequences=2",
+                                       "data.val_size=32"])
+    train, val, fit = build_datasets(cfg, window=2)
+    assert train.config.blur_px == (3.0, 20.0) and train.config.noise is None and train.config.compression.kind == "none"
+    assert train.sources[0] is train.sources[1]  # one folder opened once: one decoded-photo cache
+    assert len(val) == len(fit) == 2 and not torch.equal(val[0]["sharp"], fit[0]["sharp"])
+    for key, value, message in (("data.noise", "loud", "data.noise = 'loud' is not allowed"),
+                                ("data.compression", "zip", "data.compression = 'zip' is not allowed"),
+                                ("data.blur_px", "[5, 2]", "data.blur_px must be a range"),
+                                ("data.h264_crf", "[18, 60]", "data.h264_crf a range within 0..51")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config("vdeblur_deep", [f"{key}={value}"])
+
+
+def test_validation_logs_the_fit_gain_beside_the_held_out_gain(gopro: Path, tmp_path: Path) -> None:
+    trainer = Trainer(load_config("rir", tiny_sets("rir", gopro) + ["train.steps=2", "train.val_every=1"]), tmp_path, CPU)
+    metrics = trainer.run()
+    assert set(metrics) == {"val_psnr", "val_ssim", "val_input_psnr", "val_input_ssim", "fit_psnr", "fit_input_psnr"}
+    with (tmp_path / "log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert rows[-1]["fit_psnr"] and rows[-1]["fit_input_psnr"] and rows[-1]["val_psnr"]
+
+
+def test_a_log_written_before_new_columns_is_upgraded_in_place(tmp_path: Path) -> None:
+    from vdeblur.train.run_state import LOG_COLUMNS, RunLog
+
+    old = LOG_COLUMNS[:-2]
+    (tmp_path / "log.csv").write_text(",".join(old) + "\n" + "1,2.0" + "," * (len(old) - 2) + "\n")
+    RunLog(tmp_path, enabled=True).write(2, 10, 1.0, 1e-3, {"content": 0.5, "fit_psnr": 30.0})
+    with (tmp_path / "log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == list(LOG_COLUMNS)
+    assert (rows[0]["step"], rows[0]["it_per_s"], rows[0]["fit_psnr"]) == ("1", "2.0", "")
+    assert (rows[1]["step"], rows[1]["content"], rows[1]["fit_psnr"]) == ("2", "0.5", "30")

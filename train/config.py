@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .losses import CONTENT_LOSSES, GAN_LOSSES, PERCEPTUAL_LAYERS
+from .synth.clip import NOISE_CHOICES
+from .synth.degrade import COMPRESSION_KINDS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -64,6 +66,17 @@ class DataConfig:
     # Skip flat training windows (sky, bokeh: nothing to learn) whose sharp frame's mean |dx| + |dy| of
     # luma is below this many 8-bit levels (data.detail); 0 = keep all. 2.5 drops 16% of data/shake2's photo clips.
     min_detail: float = 0.0
+    # How synthetic and device clips are degraded (synth.clip.shake_config; the defaults are ShakeConfig's):
+    # mean blur per clip in px (log-uniform), sensor noise ("default" mix or "none"), and the compression
+    # ("none", "jpeg", "h264", "mixed") of that share of clips, H.264 at a CRF drawn from h264_crf.
+    blur_px: tuple[float, float] = (2.0, 32.0)
+    # Synthetic training clips: rescale and render only the window plus this margin (px, every side) of a photo,
+    # not the whole photo (SyntheticDataset.region_margin; 0 = whole photo, as held-out sets are rendered).
+    region_margin: int = 0
+    noise: str = "default"
+    compression: str = "mixed"
+    compression_probability: float = 0.5
+    h264_crf: tuple[int, int] = (18, 32)
 
     def __post_init__(self) -> None:
         _choice("data.kind", self.kind, DATA_KINDS)
@@ -74,6 +87,15 @@ class DataConfig:
         if self.min_detail > 0 and self.kind == "device":
             raise ConfigError("data.min_detail applies to data.kind = 'gopro' and 'synthetic'; the device renderer "
                               "(data.kind = 'device') does not skip flat crops: set data.min_detail = 0")
+        _choice("data.noise", self.noise, NOISE_CHOICES)
+        _choice("data.compression", self.compression, COMPRESSION_KINDS)
+        if not (0 < self.blur_px[0] <= self.blur_px[1] or self.blur_px == (0.0, 0.0)):
+            raise ConfigError(f"data.blur_px must be a range with 0 < lo <= hi (or [0, 0]: no shake); got {list(self.blur_px)}")
+        if self.region_margin < 0:
+            raise ConfigError(f"data.region_margin must be >= 0; got {self.region_margin}")
+        if not 0 <= self.compression_probability <= 1 or not 0 <= self.h264_crf[0] <= self.h264_crf[1] <= 51:
+            raise ConfigError(f"data.compression_probability must be in [0, 1] and data.h264_crf a range within 0..51; "
+                              f"got {self.compression_probability}, {list(self.h264_crf)}")
         if self.val_size == 0 and self.kind != "gopro":
             raise ConfigError(f"data.val_size = 0 (whole frames) needs data.kind = 'gopro'; {self.kind} clips need a size")
 

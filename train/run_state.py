@@ -23,16 +23,20 @@ from .data import GoProDataset, SyntheticDataset
 from .device_data import DeviceShakeBatches
 from .distributed import DistInfo, gather
 from .registry import get_spec
-from .synth.sources import open_source
+from .synth.clip import ShakeConfig, shake_config
+from .synth.sources import Source, open_source
 
 # The held-out synthetic clips use their own seed stream, far from the training seeds.
 VAL_SEED_OFFSET = 1_000_000
 # Keys that may change when a run is resumed: how long and how visibly it runs, and how the same
-# objective is computed (precision, memory layout), not what it learns.
+# objective is computed (precision, memory layout, rendering a photo's region instead of all of it), not what
+# it learns.
 RESUMABLE_CHANGES = {"train.steps", "train.val_every", "train.ckpt_every", "train.log_every", "data.workers",
-                     "train.amp", "train.channels_last"}
+                     "train.amp", "train.channels_last", "data.region_margin"}
+# val_*: the held-out clips; fit_*: clips drawn like the training data (its sources or its folder, a fixed
+# draw): a fit gain that pulls away from the held-out gain means the model is learning its data set, not the task.
 LOG_COLUMNS = ("step", "it_per_s", "lr_g", "cpu_s", "g_loss", "content", "fft", "perceptual", "gan", "d_loss", "gp",
-               "val_psnr", "val_ssim", "val_input_psnr", "val_input_ssim")
+               "val_psnr", "val_ssim", "val_input_psnr", "val_input_ssim", "fit_psnr", "fit_input_psnr")
 
 
 def build_critic(cfg: Config) -> PatchGAN:
@@ -47,11 +51,29 @@ def build_critic(cfg: Config) -> PatchGAN:
     return PatchGAN(dataclasses.replace(critic.cfg, **cfg.model.discriminator_overrides))
 
 
+def data_shake(cfg: Config) -> ShakeConfig:
+    """The degradation the data.* keys describe (blur range, noise, compression)."""
+    d = cfg.data
+    return shake_config(blur_px=d.blur_px, noise=d.noise, compression=d.compression,
+                        compression_probability=d.compression_probability, h264_crf=d.h264_crf)
+
+
+def open_sources(specs: tuple[str, ...]) -> list[Source]:
+    """The sources, each distinct spec opened once: a spec listed twice is drawn twice as often and
+    shares one decoded-image cache."""
+    opened: dict[str, Source] = {}
+    for spec in specs:
+        if spec not in opened:
+            opened[spec] = open_source(spec)
+    return [opened[spec] for spec in specs]
+
+
 def build_datasets(cfg: Config, window: int, device: torch.device = torch.device("cpu"),
-                   rank: int = 0) -> tuple[Dataset | DeviceShakeBatches, Dataset]:
-    """(training set, held-out set). GoPro: the train/ and test/ splits. Synthetic: clips rendered on
-    the fly, the held-out ones from a separate seed stream (and ``val_sources`` when given). Device:
-    training batches rendered on ``device`` (rank ``rank``'s share), held-out clips as for synthetic."""
+                   rank: int = 0) -> tuple[Dataset | DeviceShakeBatches, Dataset, Dataset]:
+    """(training set, held-out set, fit set). GoPro: the train/ and test/ splits. Synthetic: clips rendered
+    on the fly, the held-out ones from a separate seed stream (and ``val_sources`` when given). Device:
+    training batches rendered on ``device`` (rank ``rank``'s share), held-out clips as for synthetic. The
+    fit set is a fixed draw of clips like the training ones (the generalisation check beside validation)."""
     d, t = cfg.data, cfg.train
     val_frames = d.val_frames or window
     if d.kind == "gopro":
@@ -59,21 +81,31 @@ def build_datasets(cfg: Config, window: int, device: torch.device = torch.device
                              min_detail=d.min_detail)
         val = GoProDataset(d.root, split="test", window=val_frames, crop=d.val_size or None, flips=False,
                            blur_kind=d.blur_kind, seed=t.seed)
-        # Evenly spaced windows, so the held-out set spans every test sequence rather than the first one.
-        picks = np.linspace(0, len(val) - 1, min(d.val_sequences, len(val))).round().astype(int)
-        return train, Subset(val, sorted(set(picks.tolist())))
-    sources = [open_source(s) for s in d.sources]
-    val_sources = [open_source(s) for s in d.val_sources] if d.val_sources else sources
+        fit = GoProDataset(d.root, split="train", window=window, crop=d.val_size or None, flips=False,
+                           blur_kind=d.blur_kind, seed=t.seed)
+        return train, _spread(val, d.val_sequences), _spread(fit, d.val_sequences)
+    shake = data_shake(cfg)
+    sources = open_sources(d.sources)
+    val_sources = open_sources(d.val_sources) if d.val_sources else sources
     if d.kind == "device":
         train: Dataset | DeviceShakeBatches = DeviceShakeBatches(
             sources, device=device, batch=t.batch, frames=window, height=t.crop, width=t.crop, scale=d.scale,
-            seed=t.seed, rank=rank, workers=d.workers)
+            seed=t.seed, rank=rank, workers=d.workers, config=shake)
     else:
         train = SyntheticDataset(sources, length=d.length, frames=window, height=t.crop, width=t.crop,
-                                 scale=d.scale, seed=t.seed, min_detail=d.min_detail)
-    val = SyntheticDataset(val_sources, length=d.val_sequences, frames=val_frames, height=d.val_size,
-                           width=d.val_size, scale=d.scale, seed=t.seed + VAL_SEED_OFFSET)
-    return train, val
+                                 scale=d.scale, seed=t.seed, min_detail=d.min_detail, config=shake,
+                                 region_margin=d.region_margin)
+    held_out = dict(length=d.val_sequences, frames=val_frames, height=d.val_size, width=d.val_size, scale=d.scale,
+                    config=shake)
+    val = SyntheticDataset(val_sources, seed=t.seed + VAL_SEED_OFFSET, **held_out)
+    fit = SyntheticDataset(sources, seed=t.seed + 2 * VAL_SEED_OFFSET, min_detail=d.min_detail, **held_out)
+    return train, val, fit
+
+
+def _spread(dataset: GoProDataset, count: int) -> Subset:
+    """``count`` evenly spaced windows, so a check spans every sequence rather than the first one."""
+    picks = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)
+    return Subset(dataset, sorted(set(picks.tolist())))
 
 
 def capture_rng(info: DistInfo) -> list[dict[str, Any]]:
@@ -125,6 +157,7 @@ class RunLog:
         text = " ".join(f"{k} {v:.4f}" for k, v in values.items())
         print(f"step {step}/{total} | {text} | {rate:.2f} it/s | lr {lr:.2e}", flush=True)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._upgrade_header()
         new = not self.path.exists()
         with self.path.open("a", newline="") as f:
             writer = csv.DictWriter(f, LOG_COLUMNS)
@@ -132,6 +165,16 @@ class RunLog:
                 writer.writeheader()
             writer.writerow({"step": step, "it_per_s": f"{rate:.3f}", "lr_g": f"{lr:.3e}",
                              **{k: f"{v:.6g}" for k, v in values.items() if k in LOG_COLUMNS}})
+
+    def _upgrade_header(self) -> None:
+        """A log written before the code gained columns is rewritten with today's header (old rows keep their
+        values, new columns stay empty), so appended rows line up with their names."""
+        if not self.path.exists():
+            return
+        with self.path.open(newline="") as f:
+            header = next(csv.reader(f), [])
+        if tuple(header) != LOG_COLUMNS:
+            self.truncate(2**62)
 
     def truncate(self, step: int) -> None:
         """Drop rows logged after ``step``: a resumed run rewrites them."""

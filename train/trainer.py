@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from .checkpoint import jsonable, load_weights, save_checkpoint
 from .config import Config, ConfigError
@@ -97,7 +98,7 @@ class Trainer:
         # One scaler per optimizer: a scaler may step each optimizer once per update, and the critic
         # can take several steps per generator step.
         self.scalers = [torch.amp.GradScaler(self.device.type, enabled=self.amp is torch.float16) for _ in optimizers]
-        self.train_set, self.val_set = build_datasets(cfg, self.window, self.device, info.rank)
+        self.train_set, self.val_set, self.fit_set = build_datasets(cfg, self.window, self.device, info.rank)
         self.step, self.epoch, self.batch_in_epoch, self.best_psnr = 0, 0, 0, -math.inf
         # CPU seconds this process spent on training steps (data + step, not validation or saving),
         # summed over resumes: the budget unit of the model study, fair however busy the machine is.
@@ -200,20 +201,26 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """PSNR/SSIM of the EMA generator on held-out sequences, frame by frame with the state carried,
-        and of the blurred input itself (the baseline the model must beat)."""
+        """PSNR/SSIM of the EMA generator on held-out sequences (``val_*``) and PSNR on clips drawn like
+        the training data (``fit_*``), frame by frame with the state carried, each beside the blurred
+        input's own score (the baseline the model must beat)."""
+        held_out = self._score(self.val_set, "val")
+        fit = self._score(self.fit_set, "fit")
+        return held_out | {k: v for k, v in fit.items() if k.endswith("psnr")}
+
+    def _score(self, dataset: Dataset, prefix: str) -> dict[str, float]:
         model, sums = self.ema.module, defaultdict(float)
         frames = 0
-        for i in range(len(self.val_set)):
-            item = self.val_set[i]
+        for i in range(len(dataset)):
+            item = dataset[i]
             blurred, sharp = item["blurred"].to(self.device), item["sharp"].to(self.device)  # (T, 3, H, W)
             state = model.initial_state(1, *blurred.shape[-2:], device=self.device)
             for t in range(blurred.shape[0]):
                 out, state = run_padded(model, blurred[t:t + 1], state)
-                for prefix, pred in (("val", out), ("val_input", blurred[t:t + 1])):
+                for name, pred in ((prefix, out), (f"{prefix}_input", blurred[t:t + 1])):
                     p, s = psnr_ssim_uint8(pred, sharp[t:t + 1])
-                    sums[f"{prefix}_psnr"] += p
-                    sums[f"{prefix}_ssim"] += s
+                    sums[f"{name}_psnr"] += p
+                    sums[f"{name}_ssim"] += s
                 frames += 1
         return {k: v / frames for k, v in sums.items()}
 

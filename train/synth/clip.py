@@ -52,16 +52,33 @@ class ShakeConfig:
             raise ValueError(f"max_step_px must be > 0 and max_subframes >= 1; got {self.max_step_px}, {self.max_subframes}")
 
 
+NOISE_CHOICES = ("default", "none")
+
+
+def shake_config(*, blur_px: tuple[float, float] = ShakeConfig.blur_px, noise: str = "default",
+                 compression: str = "mixed", compression_probability: float = 0.5,
+                 h264_crf: tuple[int, int] = CompressionConfig.h264_crf) -> ShakeConfig:
+    """The few knobs a data set is described by (training config keys, ``render_dataset`` flags) as a
+    ShakeConfig; the defaults give ``ShakeConfig()`` exactly. noise: the default sensor-noise mix or none;
+    compression: ``none``, ``jpeg``, ``h264`` or ``mixed``, applied to that share of clips."""
+    if noise not in NOISE_CHOICES:
+        raise ValueError(f"noise {noise!r} is not allowed; choose one of {', '.join(NOISE_CHOICES)}")
+    return ShakeConfig(blur_px=(float(blur_px[0]), float(blur_px[1])), noise=NoiseConfig() if noise == "default" else None,
+                       compression=CompressionConfig(kind=compression, probability=compression_probability,
+                                                     h264_crf=(int(h264_crf[0]), int(h264_crf[1]))))
+
+
 def render_shake_clip(image: np.ndarray, *, frames: int, height: int, width: int, seed: int,
-                      config: ShakeConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      config: ShakeConfig | None = None, centred: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """A still photo filmed by a shaking handheld camera: (blurred, sharp), each (T, H, W, 3) uint8.
 
     The output window (height x width) looks at a random place of ``image``, which must be at least
-    that large; where the path looks past its edge the image is mirrored.
+    that large (``centred``: at its middle, for an image that is already a region cut around the
+    window); where the path looks past its edge the image is mirrored.
     """
     _check_rgb_u8(image, "image", ndim=3)
     return _render([srgb_to_linear(image)], image.shape[:2], frames=frames, height=height, width=width,
-                   per_output=1, rng=np.random.default_rng(seed), config=config or ShakeConfig())
+                   per_output=1, rng=np.random.default_rng(seed), config=config or ShakeConfig(), centred=centred)
 
 
 def render_video_clip(video: np.ndarray, *, frames: int, height: int, width: int, seed: int, per_output: int = 1,
@@ -82,10 +99,13 @@ def render_video_clip(video: np.ndarray, *, frames: int, height: int, width: int
 
 
 def _render(linear: list[np.ndarray], source_hw: tuple[int, int], *, frames: int, height: int, width: int,
-            per_output: int, rng: np.random.Generator, config: ShakeConfig) -> tuple[np.ndarray, np.ndarray]:
+            per_output: int, rng: np.random.Generator, config: ShakeConfig,
+            centred: bool = False) -> tuple[np.ndarray, np.ndarray]:
     if frames < 1 or height < 1 or width < 1:
         raise ValueError(f"frames, height and width must be >= 1; got {frames}, {height}, {width}")
     use_kernel, blur, duty, center = draw_shot(rng, config, source_hw, height=height, width=width)
+    if centred:  # drawn all the same, so the draws after it do not change
+        center = ((source_hw[1] - width) // 2 + width / 2, (source_hw[0] - height) // 2 + height / 2)
     if use_kernel:
         phase, freq = rng.uniform(0, 2 * np.pi), rng.uniform(*config.camera.shake_freq)
         per_frame = blur * np.exp(config.kernel_variation * np.sin(2 * np.pi * freq * np.arange(frames) + phase))

@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 from ..data import SyntheticDataset
-from .clip import ShakeConfig
-from .degrade import CompressionConfig, NoiseConfig
+from .clip import NOISE_CHOICES, ShakeConfig, shake_config
 from .sources import open_source
 
 
@@ -70,20 +69,22 @@ def main(argv: list[str] | None = None) -> None:
                         help="mean blur length per clip, log-uniform in [LO, HI] output px [%(default)s]")
     parser.add_argument("--scale", type=float, nargs=2, metavar=("LO", "HI"), default=(0.5, 1.0),
                         help="random downscale of each source image before the clip is cut [%(default)s]")
-    parser.add_argument("--noise", choices=["default", "none"], default="default",
+    parser.add_argument("--noise", choices=NOISE_CHOICES, default="default",
                         help="sensor noise of the blurred input: the ShakeConfig default (most clips noisy), or none")
     parser.add_argument("--h264-crf", type=int, default=None, metavar="CRF",
                         help="encode every clip with H.264 at this CRF instead of the default mix of "
                              "none/JPEG/H.264 (a held-out set like a phone video: e.g. 12)")
+    parser.add_argument("--min-detail", type=float, default=0.0, metavar="LEVELS",
+                        help="redraw clips whose sharp frame's mean |dx|+|dy| of luma is below this (8-bit levels; "
+                             "a held-out set of dense detail: e.g. 8) [%(default)s]")
     args = parser.parse_args(argv)
     try:
-        compression = (CompressionConfig() if args.h264_crf is None else
-                       CompressionConfig(kind="h264", probability=1.0, h264_crf=(args.h264_crf, args.h264_crf)))
-        shake = ShakeConfig(blur_px=tuple(args.blur_px), noise=NoiseConfig() if args.noise == "default" else None,
-                            compression=compression)
+        crf = {} if args.h264_crf is None else dict(compression="h264", compression_probability=1.0,
+                                                     h264_crf=(args.h264_crf, args.h264_crf))
+        shake = shake_config(blur_px=tuple(args.blur_px), noise=args.noise, **crf)
         dataset = SyntheticDataset([open_source(s) for s in args.source], length=args.sequences, frames=args.frames,
                                    height=args.size[0], width=args.size[1], seed=args.seed, config=shake,
-                                   scale=tuple(args.scale))
+                                   scale=tuple(args.scale), min_detail=args.min_detail)
     except (ValueError, OSError) as e:
         parser.error(str(e))
     frames = render_folder(dataset, args.out, args.split, args.prefix)
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / f"{args.split}-{args.prefix}.json").write_text(json.dumps(
         {"sources": args.source, "sequences": args.sequences, "frames": args.frames, "size": list(args.size),
          "seed": args.seed, "blur_px": list(args.blur_px), "scale": list(args.scale), "noise": args.noise,
-         "h264_crf": args.h264_crf, "frames_written": frames}, indent=2))
+         "h264_crf": args.h264_crf, "min_detail": args.min_detail,
+         "frames_written": frames}, indent=2))
     print(f"wrote {args.sequences} sequences, {frames} frame pairs, to {args.out / args.split}")
 
 

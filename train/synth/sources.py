@@ -33,19 +33,28 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 class ImageFiles:
-    """A fixed list of image files; index ``i`` reads the i-th."""
+    """A fixed list of image files; index ``i`` reads the i-th.
+
+    Decoded images are kept in memory (per process, filled on first read): training draws a few
+    128-px windows from a whole photo, and decoding a 1600-px JPEG for each costs more than the
+    training step itself. A pool of a few hundred photos of <= 1600 px is well under 1 GiB.
+    """
 
     def __init__(self, paths: Sequence[Path], name: str) -> None:
         if not paths:
             raise ValueError(f"{name}: no images ({', '.join(IMAGE_EXTENSIONS)})")
         self.paths = [Path(p) for p in paths]
         self.name = name
+        self._decoded: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def read(self, index: int) -> np.ndarray:
-        return read_rgb(self.paths[index])
+        if index not in self._decoded:
+            self._decoded[index] = read_rgb(self.paths[index])
+            self._decoded[index].flags.writeable = False  # shared by every later read: nobody may draw on it
+        return self._decoded[index]
 
     def __repr__(self) -> str:
         return f"ImageFiles({self.name!r}, {len(self)} images)"
@@ -129,16 +138,23 @@ DEADLEAVES = "deadleaves"
 
 
 def open_source(spec: str | Path) -> Source:
-    """``"skimage"``, ``"deadleaves"`` (procedural, see ``deadleaves.py``), a folder of images, or a video file."""
+    """``"skimage"``, ``"deadleaves"`` (procedural, see ``deadleaves.py``; ``"deadleaves:N"`` is a fixed pool
+    of N images, cheap to train on once each is generated), a folder of images, or a video file."""
     if str(spec) == "skimage":
         return skimage_photos()
     if str(spec) == DEADLEAVES:
         return DeadLeaves()
+    if str(spec).startswith(DEADLEAVES + ":"):
+        count = str(spec)[len(DEADLEAVES) + 1:]
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"source {spec!r}: the pool size after '{DEADLEAVES}:' must be a whole number >= 1")
+        return DeadLeaves(count=int(count))
     path = Path(spec)
     if path.is_dir():
         return image_folder(path)
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         raise ValueError(f"{path} is a single image; give the folder that holds it")
     if not path.exists():
-        raise FileNotFoundError(f"source {path} does not exist; give a folder of images, a video file, 'skimage' or '{DEADLEAVES}'")
+        raise FileNotFoundError(f"source {path} does not exist; give a folder of images, a video file, 'skimage', "
+                                f"'{DEADLEAVES}' or '{DEADLEAVES}:N'")
     return VideoFile(path)
