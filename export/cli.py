@@ -188,9 +188,7 @@ def trtexec_cmd(onnx_file: Path, min_: str, opt: str | None, max_: str | None, e
 @click.argument("onnx_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def check_trt_cmd(onnx_file: Path) -> None:
     """Check ONNX_FILE statically against TensorRT 10's ONNX operator support matrix (no TensorRT needed)."""
-    import onnx
-
-    from .onnx import read_graph_info
+    from .onnx import onnx, read_graph_info
     from .trt_support import MATRIX_SOURCE, check_graph
 
     verdict = check_graph(onnx.load(str(onnx_file)), read_graph_info(onnx_file))
