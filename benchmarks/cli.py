@@ -146,7 +146,8 @@ def settings_from_options(quick: bool, models: str | None, backends: str | None,
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--quick", is_flag=True, help="Small preset for a CPU check (vdeblur_fast, torch + ONNX Runtime, 360p/720p).")
-@click.option("--models", help="Comma-separated registered models, or 'all' (default: vdeblur_fast).")
+@click.option("--models", help="Comma-separated registered models, or 'all' (default: vdeblur_fast, the real-time "
+              "model; vdeblur's own default, vdeblur_deep, runs with --models vdeblur_deep).")
 @click.option("--backends", help=f"Comma-separated, or 'all': {', '.join(BACKENDS)}.")
 @click.option("--resolutions", help="Comma-separated 360p, 720p, 1080p or WxH (default 360p,720p,1080p).")
 @click.option("--parts", help=f"What to run, comma-separated: {', '.join(PARTS)} (default all).")
