@@ -51,7 +51,8 @@ PRESETS = {
     "full": BenchSettings(models=("vdeblur_fast",), backends=BACKENDS,
                           resolutions=(RESOLUTIONS["360p"], RESOLUTIONS["720p"], RESOLUTIONS["1080p"]), parts=PARTS,
                           latency=LatencyConfig(), quality=QualityConfig(), stages=StagesConfig()),
-    # Under 2 minutes on 2 shared CPU cores: the fast model, the two CPU backends, two sizes, small clips.
+    # A CPU check: the fast model, the two CPU backends, two sizes, small clips. On 2 cores with one busy,
+    # 63 s with --threads 1 and 150 s with both threads (docs/benchmarks.md, "How long --quick takes here").
     "quick": BenchSettings(models=("vdeblur_fast",), backends=("torch-fp32", "onnxruntime"),
                            resolutions=(RESOLUTIONS["360p"], RESOLUTIONS["720p"]), parts=PARTS,
                            latency=LatencyConfig(frames=10, warmup=2, repeats=3),
