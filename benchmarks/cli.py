@@ -8,6 +8,7 @@ Writes ``bench.json`` (machine, command, every figure), ``bench.md`` (tables) an
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import re
 import sys
@@ -50,7 +51,8 @@ PRESETS = {
     "full": BenchSettings(models=("vdeblur_fast",), backends=BACKENDS,
                           resolutions=(RESOLUTIONS["360p"], RESOLUTIONS["720p"], RESOLUTIONS["1080p"]), parts=PARTS,
                           latency=LatencyConfig(), quality=QualityConfig(), stages=StagesConfig()),
-    # Under 2 minutes on 2 shared CPU cores: the fast model, the two CPU backends, two sizes, small clips.
+    # A CPU check: the fast model, the two CPU backends, two sizes, small clips. On 2 cores with one busy,
+    # 63 s with --threads 1 and 150 s with both threads (docs/benchmarks.md, "How long --quick takes here").
     "quick": BenchSettings(models=("vdeblur_fast",), backends=("torch-fp32", "onnxruntime"),
                            resolutions=(RESOLUTIONS["360p"], RESOLUTIONS["720p"]), parts=PARTS,
                            latency=LatencyConfig(frames=10, warmup=2, repeats=3),
@@ -145,7 +147,8 @@ def settings_from_options(quick: bool, models: str | None, backends: str | None,
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--quick", is_flag=True, help="Small preset for a CPU check (vdeblur_fast, torch + ONNX Runtime, 360p/720p).")
-@click.option("--models", help="Comma-separated registered models, or 'all' (default: vdeblur_fast).")
+@click.option("--models", help="Comma-separated registered models, or 'all' (default: vdeblur_fast, the real-time "
+              "model; vdeblur's own default, vdeblur_deep, runs with --models vdeblur_deep).")
 @click.option("--backends", help=f"Comma-separated, or 'all': {', '.join(BACKENDS)}.")
 @click.option("--resolutions", help="Comma-separated 360p, 720p, 1080p or WxH (default 360p,720p,1080p).")
 @click.option("--parts", help=f"What to run, comma-separated: {', '.join(PARTS)} (default all).")
@@ -153,7 +156,10 @@ def settings_from_options(quick: bool, models: str | None, backends: str | None,
 @click.option("--checkpoint", "checkpoints", multiple=True, metavar="NAME=PATH",
               help="Weights for a model (repeatable). Default: the model's bundled checkpoint (vdeblur_deep, "
                    "vdeblur_fast), random weights otherwise.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for the results [default: bench-results/<UTC date and time> in the current folder].")
+@click.option("--overwrite", is_flag=True, help="Write into an --out folder that already holds files, replacing "
+              "earlier results of the same names.")
 @click.option("--frames", type=int, help="Timed frames per repeat (latency) and frames of the stage video.")
 @click.option("--repeats", type=int, help="Latency repeats; the median over them is reported.")
 @click.option("--clips", type=int, help="Synthetic quality clips.")
@@ -165,13 +171,14 @@ def settings_from_options(quick: bool, models: str | None, backends: str | None,
               "frames/s beside the codec-only ceiling, written to OUT/multistream.json (benchmarks.multistream).")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 def bench(quick: bool, models: str | None, backends: str | None, resolutions: str | None, parts: str | None,
-          gopro: Path | None, checkpoints: tuple[str, ...], out: Path, frames: int | None, repeats: int | None,
-          clips: int | None, clip_size: str | None, baselines: bool, threads: int | None, streams: str | None,
-          debug: bool) -> None:
+          gopro: Path | None, checkpoints: tuple[str, ...], out: Path | None, overwrite: bool, frames: int | None,
+          repeats: int | None, clips: int | None, clip_size: str | None, baselines: bool, threads: int | None,
+          streams: str | None, debug: bool) -> None:
     """Benchmark models and backends; write JSON, Markdown and plots to --out."""
     try:
         settings = settings_from_options(quick, models, backends, resolutions, parts, gopro, frames, repeats, clips,
                                          clip_size, baselines, threads)
+        out = results_folder(out, overwrite)
         with tempfile.TemporaryDirectory(prefix="vdeblur-bench-") as workdir:
             run_benchmarks(settings, parse_checkpoints(checkpoints), out, Path(workdir), echo=click.echo)
         if streams:
@@ -185,6 +192,22 @@ def bench(quick: bool, models: str | None, backends: str | None, resolutions: st
         if debug:
             raise
         raise click.ClickException(str(e)) from None
+
+
+def results_folder(out: Path | None, overwrite: bool) -> Path:
+    """``out``, or a new timestamped folder; refused before any work when it already holds files,
+    unless ``overwrite`` (the folder itself is made only when the results are written)."""
+    if out is None:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        out = Path("bench-results") / stamp
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the results")
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if held and not overwrite:
+        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+        raise ValueError(f"--out {out} already holds files ({shown}); give another --out, or --overwrite to replace "
+                         "earlier results there")
+    return out
 
 
 def run_benchmarks(settings: BenchSettings, checkpoints: dict[str, Path], out: Path, workdir: Path,
@@ -246,7 +269,8 @@ def _bench_model(model: DeblurModel, weights: str, settings: BenchSettings, clip
             stage = measure_stages(model, backend, width, height, settings.stages, workdir, settings.threads)
             if stage is not None:
                 report.stages.append(stage)
-                echo(f"stages   {name:24s} {backend:15s} {width}x{height}: end-to-end / inference {stage.ratio:.2f}x")
+                echo(f"stages   {name:24s} {backend:15s} {width}x{height}: end to end {stage.end_to_end_ms:.1f} ms/frame, "
+                     f"{stage.ratio:.2f}x its inference stage ({stage.pipeline_inference_ms:.1f} ms/frame)")
 
 
 def _settings_dict(settings: BenchSettings) -> dict[str, Any]:

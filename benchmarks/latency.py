@@ -183,10 +183,13 @@ def open_backend(name: str, model: DeblurModel, workdir: Path, frame_hw: tuple[i
 
 
 def _open_onnxruntime(model: DeblurModel, workdir: Path, threads: int | None) -> Backend:
+    from vdeblur.export.dependencies import MissingDependencyError, import_onnxruntime
+
     try:
-        import onnxruntime
-    except ImportError:
-        raise BackendUnavailable('onnxruntime is not installed: pip install "vdeblur[onnx]"') from None
+        onnxruntime = import_onnxruntime()
+        import vdeblur.export.onnx  # noqa: F401  (the export below needs onnx too)
+    except MissingDependencyError as e:
+        raise BackendUnavailable(str(e)) from None
     from vdeblur.engine.backends.ort_backend import OrtBackend
 
     # The CUDA provider where this onnxruntime build has one and there is a GPU, else the CPU.

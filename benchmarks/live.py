@@ -26,6 +26,7 @@ import av
 import numpy as np
 import torch
 
+from vdeblur import DEFAULT_MODEL
 from vdeblur.engine.backends import load_backend
 from vdeblur.engine.live import DEFAULT_LATENCY_MS, LiveOptions, LiveStats, run_live
 from vdeblur.engine.live_buffer import percentile_ms
@@ -97,7 +98,8 @@ def inference_ms(backend: object, frames: Sequence[np.ndarray], count: int = 20)
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="checkpoint or model name [bundled vdeblur_fast]")
+    parser.add_argument("--model", default=None,
+                        help=f"checkpoint or model name [the bundled default, {DEFAULT_MODEL}; vdeblur_fast for real time]")
     parser.add_argument("--size", default="640x360", help="WIDTHxHEIGHT")
     parser.add_argument("--fps", default="25", help="source frame rates, comma-separated")
     parser.add_argument("--seconds", type=float, default=20.0)

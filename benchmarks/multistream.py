@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from vdeblur import DEFAULT_MODEL
 from vdeblur.engine.backends import load_backend
 from vdeblur.engine.backends.base import Backend, BackendState
 from vdeblur.engine.multistream import deblur_many
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         inputs = [Path(p) for p in args.inputs] or [make_test_video(Path(tmp) / "clip.mp4", args.width,
                                                                     args.height, args.frames)]
         rows = [measure(backend, inputs, n, Path(tmp), args.max_batch, args.repeats) for n in counts]
-    settings = {"model": args.model or "vdeblur_fast (bundled)", "backend": getattr(backend, "label", backend.name),
+    settings = {"model": args.model or f"{DEFAULT_MODEL} (bundled)", "backend": getattr(backend, "label", backend.name),
                 "inputs": [str(p) for p in args.inputs] or source, "streams": counts, "max_batch": args.max_batch,
                 "repeats": args.repeats, "threads": args.threads, "load_average_at_end": list(os.getloadavg())}
     return {"command": " ".join(["python -m vdeblur.benchmarks.multistream", *argv]),
@@ -135,7 +136,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="checkpoint, exported file or model name [bundled vdeblur_fast]")
+    parser.add_argument("--model", default=None,
+                        help=f"checkpoint, exported file or model name [the bundled default, {DEFAULT_MODEL}; "
+                             "vdeblur_fast for real time]")
     parser.add_argument("--backend", default="torch", help="torch or onnxruntime [torch]")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--streams", default="1,2,4", help="stream counts to measure [1,2,4]")

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from vdeblur import DEFAULT_MODEL
 from vdeblur.engine.backends import load_backend
 from vdeblur.engine.backends.base import Backend
 from vdeblur.engine.sample import render_sample
@@ -47,7 +48,8 @@ def compare(backend: Backend, frames: Sequence[np.ndarray], specs: Sequence[Tile
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="checkpoint or model name [bundled vdeblur_fast]")
+    parser.add_argument("--model", default=None,
+                        help=f"checkpoint or model name [the bundled default, {DEFAULT_MODEL}; vdeblur_fast for real time]")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--tiles", default="128:16,128:32,192:32,256:48", help="TILE:OVERLAP,...")
     parser.add_argument("--threads", type=int, default=1)

@@ -26,19 +26,53 @@ from .tiling import TileSpec
 _VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".webm", ".avi"}
 
 
+_USAGES = [  # (arguments, what they do); `run` is implied, so its forms lead
+    ("INPUT OUTPUT [OPTIONS]", "one file"),
+    ("IN1 IN2 ... OUT_DIR [OPTIONS]", "several files, or a folder of videos, into a folder"),
+    ("SOURCE SINK [OPTIONS]", "live: /dev/video0, udp://, rtsp://... or - in; a file, a stream or - out"),
+    ("batch IN... OUT_DIR [OPTIONS]", "the same on a Ray cluster"),
+    ("sample OUT.mp4", "write a short camera-shake demo clip"),
+]
+
+
 class _DefaultToRun(click.Group):
-    """``vdeblur IN OUT`` means ``vdeblur run IN OUT``; ``sample`` stays a subcommand."""
+    """``vdeblur IN OUT`` means ``vdeblur run IN OUT``; ``batch`` and ``sample`` stay subcommands.
+
+    Its help leads with that main use and lists the run options, since most users never type ``run``.
+    """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             args = ["run", *args]
         return super().parse_args(ctx, args)
 
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        width = max(len(args) for args, _ in _USAGES)
+        for i, (args, what) in enumerate(_USAGES):
+            prefix = "Usage: " if i == 0 else "       "
+            formatter.write(f"{prefix}{ctx.command_path} {args:{width}}   {what}\n")
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        run = self.commands["run"]
+        run_ctx = click.Context(run, info_name="run", parent=ctx)
+        rows = [r for p in run.get_params(run_ctx)
+                if isinstance(p, click.Option) and (r := p.get_help_record(run_ctx)) and "--help" not in r[0]]
+        with formatter.section(f"Options of {ctx.command_path} INPUT OUTPUT (the same as "
+                               f"'{ctx.command_path} run --help')"):
+            formatter.write_dl(rows)
+        own = [r for p in self.get_params(ctx) if (r := p.get_help_record(ctx))]
+        with formatter.section("Other options"):
+            formatter.write_dl(own)
+        self.format_commands(ctx, formatter)
+
 
 @click.group(cls=_DefaultToRun, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vdeblur")
 def cli() -> None:
-    """Remove camera-shake blur from videos (vdeblur INPUT OUTPUT)."""
+    """Remove camera-shake blur from videos.
+
+    The main use is vdeblur INPUT OUTPUT, which runs the `run` command; its options follow.
+    """
 
 
 _SHARED_OPTIONS = [  # what `run` and `batch` both take: the model, where it runs, how the output is encoded
@@ -63,7 +97,8 @@ def shared_options(command: Any) -> Any:
 
 
 @cli.command("run")
-@click.argument("paths", nargs=-1, required=True)  # str, not Path: a URL's "//" must survive
+# str, not Path: a URL's "//" must survive
+@click.argument("paths", nargs=-1, required=True, metavar="INPUT OUTPUT | IN... OUT_DIR | SOURCE SINK")
 @shared_options
 @live_options
 @click.option("--compile", "compile_mode", type=click.Choice(["off", "inductor", "cuda-graphs"]), default="off",

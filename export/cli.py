@@ -40,7 +40,8 @@ def load_model(spec: str | None) -> DeblurModel:
     return build_model(spec).eval()
 
 
-_MODEL_HELP = "registered model name or .safetensors checkpoint [default: the bundled vdeblur_fast]"
+_MODEL_HELP = (f"registered model name (its bundled weights when there are some) or .safetensors checkpoint "
+               f"[default: the bundled {DEFAULT_MODEL}; vdeblur_fast is the real-time one]")
 
 
 def _profile_options(fn: Callable[..., None]) -> Callable[..., None]:
@@ -50,7 +51,7 @@ def _profile_options(fn: Callable[..., None]) -> Callable[..., None]:
     return click.option("--min", "min_", required=True, help="smallest frame: HxW (360x640) or NxCxHxW")(fn)
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="show tracebacks instead of one-line errors")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
@@ -188,9 +189,7 @@ def trtexec_cmd(onnx_file: Path, min_: str, opt: str | None, max_: str | None, e
 @click.argument("onnx_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def check_trt_cmd(onnx_file: Path) -> None:
     """Check ONNX_FILE statically against TensorRT 10's ONNX operator support matrix (no TensorRT needed)."""
-    import onnx
-
-    from .onnx import read_graph_info
+    from .onnx import onnx, read_graph_info
     from .trt_support import MATRIX_SOURCE, check_graph
 
     verdict = check_graph(onnx.load(str(onnx_file)), read_graph_info(onnx_file))

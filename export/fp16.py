@@ -19,11 +19,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 
 from vdeblur.train.metrics import psnr
 
 from .contract import GraphInfo, state_input_name
+from .dependencies import import_onnx, import_onnxruntime
+
+onnx = import_onnx()
 
 # Ops whose FP16 version overflows or loses too much on full-resolution frames.
 FP32_OPS = ("InstanceNormalization", "LayerNormalization", "BatchNormalization", "GroupNormalization", "Softmax",
@@ -140,9 +142,9 @@ def run_onnx_sequence(path: str, frames: Iterable[np.ndarray], *, optimize: bool
     ``optimize=False`` keeps the graph as written: ORT's optimiser drops FP32->FP16->FP32 cast pairs,
     which would hide the FP16 rounding being measured.
     """
-    import onnxruntime as ort
-
     from .onnx import read_graph_info
+
+    ort = import_onnxruntime()
 
     info = read_graph_info(path)
     options = ort.SessionOptions()

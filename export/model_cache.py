@@ -28,8 +28,9 @@ from .profiles import DEFAULT_TRT_PROFILE, ShapeProfile
 
 def onnx_key(checkpoint: Path, model: str, precision: str, opset: int) -> dict[str, str | int]:
     """Everything that makes a cached ONNX export valid for ``checkpoint``."""
-    import onnx
     import torch
+
+    from .onnx import onnx
 
     import vdeblur
 

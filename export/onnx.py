@@ -14,15 +14,18 @@ import warnings
 from copy import deepcopy
 from pathlib import Path
 
-import onnx
 import torch
-from google.protobuf.message import DecodeError
 from torch import nn
 from torch.nn.utils import parametrize
 
 from vdeblur.train.archs.base import DeblurModel, padded_size
 
 from .contract import FRAME_INPUT, FRAME_OUTPUT, GraphInfo, state_input_name, state_output_name
+from .dependencies import import_onnx
+
+# Not a plain `import onnx`: onnx is an extra, and every ONNX path (export, the export cache, the
+# onnxruntime and TensorRT backends) comes through here, so a missing one is one line naming the extra.
+onnx = import_onnx()
 
 MIN_OPSET = 17  # opset 17 has LayerNormalization, which TensorRT keeps as one normalisation layer
 PRECISIONS = ("fp32", "fp16")
@@ -149,6 +152,8 @@ def read_graph_info(path: str | Path) -> GraphInfo:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ONNX file {path} does not exist")
+    from google.protobuf.message import DecodeError  # protobuf comes with onnx
+
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except DecodeError as e:

@@ -30,6 +30,8 @@ from vdeblur.train.archs.base import DeblurModel
 from vdeblur.train.frames import from_uint8
 from vdeblur.train.metrics import psnr
 
+from .dependencies import MissingDependencyError, import_onnxruntime
+
 CANDIDATES = ("torch-fp16", "torch-compile", "cuda-graphs", "onnx-fp32", "onnx-fp16")
 THRESHOLD_DB = 45.0
 
@@ -63,12 +65,11 @@ def open_candidate(name: str, model: DeblurModel, workdir: Path) -> Backend:
         return TorchBackend(model, "cuda", fp16=True, compile="cuda-graphs")
     if name in ("onnx-fp32", "onnx-fp16"):
         try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            raise Unavailable('onnxruntime is not installed: pip install "vdeblur[onnx]"') from None
+            import_onnxruntime()
+            from .onnx import export_onnx
+        except MissingDependencyError as e:
+            raise Unavailable(str(e)) from None
         from vdeblur.engine.backends.ort_backend import OrtBackend
-
-        from .onnx import export_onnx
 
         precision = name.removeprefix("onnx-")
         path = workdir / f"{model.model_name}-{precision}.onnx"

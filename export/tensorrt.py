@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from .artifact_cache import atomic_write_bytes, build_lock
+from .dependencies import MissingDependencyError, import_optional  # noqa: F401 (callers catch it from here)
 from .engine_cache import (DeviceEnv, EngineRecord, build_reason, engine_path, model_hash, timing_cache_path,
                            write_sidecar)
 from .onnx import read_graph_info
@@ -28,17 +29,9 @@ INSTALL_HINT = ('TensorRT is not installed: on a machine with an NVIDIA GPU run 
 BUILD_PRECISIONS = ("fp16", "fp32")
 
 
-class MissingDependencyError(RuntimeError):
-    """An optional GPU library is absent; the message says how to install it."""
-
-
 def import_tensorrt() -> ModuleType:
     """``import tensorrt``, or a one-line error saying how to get it."""
-    try:
-        import tensorrt
-    except ImportError as e:
-        raise MissingDependencyError(f"{INSTALL_HINT} ({e})") from None
-    return tensorrt
+    return import_optional("tensorrt", INSTALL_HINT)
 
 
 def device_env(trt: ModuleType) -> DeviceEnv:

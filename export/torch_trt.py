@@ -24,6 +24,7 @@ from torch import nn
 from vdeblur.train.archs.base import DeblurModel, padded_size
 
 from .contract import GraphInfo
+from .dependencies import import_optional
 from .onnx import StepGraph, inference_copy
 from .profiles import ShapeProfile, profile_shapes
 
@@ -32,13 +33,7 @@ INSTALL_HINT = ('Torch-TensorRT is not installed: on a machine with an NVIDIA GP
 
 
 def import_torch_tensorrt() -> ModuleType:
-    from .tensorrt import MissingDependencyError
-
-    try:
-        import torch_tensorrt
-    except ImportError as e:
-        raise MissingDependencyError(f"{INSTALL_HINT} ({e})") from None
-    return torch_tensorrt
+    return import_optional("torch_tensorrt", INSTALL_HINT)
 
 
 class _CastStep(nn.Module):

@@ -19,11 +19,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import onnx
-from onnx import TensorProto
-
 from .contract import GraphInfo
+from .dependencies import import_onnx
 from .profiles import DEFAULT_TRT_PROFILE, profile_shapes
+
+onnx = import_onnx()
+TensorProto = onnx.TensorProto
 
 MATRIX_SOURCE = "onnx/onnx-tensorrt docs/operators.md, branch 10.1-GA (commit 96e781103cfc)"
 OPSET_RANGE = (9, 20)

@@ -3,7 +3,7 @@ parity``), the whole pipeline on the GPU against the CPU output, multi-stream ba
 against one file at a time, and ``torch.compile`` on CUDA.
 
 NEVER RUN YET: this project has had no GPU; these tests skip here ("needs a CUDA GPU") and are the
-``-m cuda`` selection that ``scripts/gpu_session.sh`` runs on a lent GPU machine. Each compares
+``-m cuda`` selection that ``scripts/gpu_session.sh`` runs on a rented GPU machine. Each compares
 against a reference computed in the same test, so a wrong device path fails it rather than skips.
 """
 

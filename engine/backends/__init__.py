@@ -100,6 +100,9 @@ def _cached_backend(checkpoint: Path, backend: str, device: str, fp16: bool, com
 
         engine, onnx_path = cached_engine(checkpoint, precision, log=to_stderr if log is None else log)
         return TensorRTBackend(engine, onnx_path)
+    from vdeblur.export.dependencies import import_onnxruntime
+
     from .ort_backend import OrtBackend
 
+    import_onnxruntime()  # a missing runtime is one line before the export work, not after it
     return OrtBackend(cached_onnx(checkpoint, precision, log=to_stderr if log is None else log), device=dev)

@@ -18,11 +18,10 @@ class OrtBackend:
     name = "onnxruntime"
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int = 0) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ImportError("the onnxruntime backend needs onnxruntime: pip install 'vdeblur[onnx]'") from None
+        from vdeblur.export.dependencies import import_onnxruntime
         from vdeblur.export.onnx import read_graph_info
+
+        ort = import_onnxruntime()
 
         self.info = read_graph_info(path)
         available = ort.get_available_providers()
