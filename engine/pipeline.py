@@ -6,6 +6,10 @@ and an encode thread (encode + mux, other streams remuxed in demux order). PyAV 
 the GIL in their heavy calls, so the stages really overlap. An error in any stage stops all three
 and is re-raised here; the output is written to a temporary file beside the target and renamed
 only after the encoder is flushed, so a failed or interrupted run leaves nothing behind.
+
+Before the stages start, a first pass (``scan.scan_source``) reads the whole input without
+converting it: frames that do not decode stop the run there, and the timestamps the frames are
+written with are chosen for the whole file (``timestamps.choose_timing``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,9 @@ from .nvcodec import CudaFrame, NvencWriter, VideoIOChoice, nvdec_demux, pick_vi
 from .part_files import PartFile, remove_stale_part_files
 from .stream import DeblurStream
 from .tiling import TileSpec
-from .video_io import DecodedFrame, VideoError, VideoWriter, demux, open_input, peek_rotation, source_info
+from .scan import scan_source
+from .timestamps import Timing
+from .video_io import DecodedFrame, VideoError, VideoWriter, demux, open_input, peek_rotation
 
 _QUEUE_FRAMES = 8  # enough to ride out a slow I-frame decode or encoder lookahead burst; ~25 MB at 1080p
 _END = object()
@@ -147,17 +153,21 @@ def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrit
     say = to_stderr if log is None else log
     for stale in remove_stale_part_files(dst):  # what a run killed by SIGKILL or a power cut left
         say(f"vdeblur: removed {stale.name}, left in {stale.parent} by an earlier run that was killed")
-    container = open_input(src)
     stats, started = RunStats(), time.perf_counter()
+    scan = scan_source(src)  # before any output exists: a refused input leaves nothing behind
+    if scan.problem():
+        raise VideoError(f"input {src}: {scan.problem()}")
+    if scan.timing.regenerated:
+        say(f"vdeblur: {src}: {scan.timing.reason}; all timestamps regenerated from the frame rate")
+    container = open_input(src)
     part = PartFile(dst)  # locked while this run writes it: another run's cleanup leaves it alone
     tmp = part.path
     try:
-        total = source_info(container).frames
         gpu = backend.device.index or 0
         items = nvdec_demux(container, src, gpu) if choice.decode == "nvdec" else demux(container, src)
         with _open_writer(choice, tmp, src, dst, container, encode, gpu) as writer:
             stream = DeblurStream(backend, reset_on_cut=reset_on_cut, reset_every=reset_every, tile=tile)
-            _run_stages(items, stream, writer, stats, total, progress)
+            _run_stages(_retimed(items, scan.timing), stream, writer, stats, scan.frames, progress)
             stats.state_starts = stream.state_starts
         os.replace(tmp, dst)
     except BaseException:
@@ -168,6 +178,16 @@ def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrit
         container.close()
     stats.wall_s = time.perf_counter() - started
     return stats
+
+
+def _retimed(items: Iterator[DecodedFrame | CudaFrame | av.Packet],
+             timing: Timing) -> Iterator[DecodedFrame | CudaFrame | av.Packet]:
+    """The frames with the timestamps they are written with (the same ones the state reset on a
+    backwards jump sees); packets pass unchanged."""
+    for item in items:
+        if timing.regenerated and not isinstance(item, av.Packet):
+            item = replace(item, pts=timing.pts(item.index, item.pts), time_base=timing.time_base)
+        yield item
 
 
 def _open_writer(choice: VideoIOChoice, tmp: Path, src: Path, dst: Path, container: av.container.InputContainer,

@@ -10,6 +10,7 @@ re-encoding. Errors are raised as ``VideoError`` naming the file and the problem
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -130,6 +131,7 @@ class VideoWriter:
                  format_from: str | Path | None = None, rotation: int = 0, format: str | None = None,
                  codec_options: Mapping[str, str] | None = None, copy_streams: bool = True) -> None:
         self.path = Path(path)
+        self.name = Path(format_from or path)  # what errors call the output: the user's name, not a part file's
         src = source.streams.video[0]
         try:
             av.codec.Codec(codec, "w")
@@ -181,22 +183,35 @@ class VideoWriter:
                                    dst_colorspace=self.video.codec_context.colorspace or None,
                                    dst_color_range="JPEG" if self.full_range else "MPEG")
         frame.pts, frame.time_base = pts, time_base
-        packets = self.video.encode(frame)
-        written = [p.pts for p in packets]  # read before mux, which may rescale them to the muxer's time base
-        self.container.mux(packets)
+        at = f"the frame at {float(pts * time_base):.3f} s" if pts is not None else "a frame without a timestamp"
+        with self._errors_named(at):
+            packets = self.video.encode(frame)
+            written = [p.pts for p in packets]  # read before mux, which may rescale them to the muxer's time base
+            self.container.mux(packets)
         return written
 
     def copy_packet(self, packet: av.Packet) -> None:
         out = self.copies.get(packet.stream.index)
         if out is not None:
+            at = f"the {out.type} packet at {float((packet.dts or 0) * (packet.time_base or 0)):.3f} s"
             packet.stream = out
-            self.container.mux(packet)
+            with self._errors_named(at):
+                self.container.mux(packet)
 
     def close(self) -> None:
         try:
-            self.container.mux(self.video.encode(None))  # flush: the encoder holds delayed frames
+            with self._errors_named("the encoder's last frames"):
+                self.container.mux(self.video.encode(None))  # flush: the encoder holds delayed frames
         finally:
             self.container.close()
+
+    @contextmanager
+    def _errors_named(self, what: str) -> Iterator[None]:
+        """FFmpeg's errors name the file they were writing, a hidden part file; say the output instead."""
+        try:
+            yield
+        except av.error.FFmpegError as e:
+            raise VideoError(f"output {self.name}: {what} could not be written ({e.strerror or type(e).__name__})") from None
 
     def __enter__(self) -> VideoWriter:
         return self

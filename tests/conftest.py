@@ -1,3 +1,4 @@
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -31,34 +32,37 @@ def photo() -> np.ndarray:
 
 
 def make_clip(path, *, width: int = 96, height: int = 64, frames: int = 12, audio: bool = True, rate: int = 24,
-              vfr: bool = False, rotation: int = 0, codec: str = "libx264", pix_fmt: str = "yuv420p") -> None:
-    """Write a small test clip with PyAV: random frames (VFR: intervals of 1, 2, 3 frames), optional AAC tone."""
-    import fractions
-
+              vfr: bool = False, rotation: int = 0, codec: str = "libx264", pix_fmt: str = "yuv420p",
+              options: dict[str, str] | None = None, times_ms: list[int] | None = None,
+              time_base: Fraction = Fraction(1, 1000), audio_s: float | None = None) -> None:
+    """Write a small test clip with PyAV: random frames at ``times_ms`` (default: every 1/rate s; VFR:
+    intervals of 1, 2, 3 frames), in ``time_base``, with encoder ``options``; optional AAC tone,
+    ``audio_s`` seconds long (default: as long as the frames at ``rate``)."""
     import av
 
     from vdeblur.engine.sample import mux_tone
 
+    if times_ms is None:
+        steps = [(1000 // rate) * (1 + (i % 3 if vfr else 0)) for i in range(frames)]
+        times_ms = [sum(steps[:i]) for i in range(frames)]
     rng = np.random.default_rng(0)
     with av.open(str(path), "w") as c:
-        v = c.add_stream(codec, rate=rate)
+        v = c.add_stream(codec, rate=rate, options=options or {})
         v.width, v.height, v.pix_fmt = width, height, pix_fmt
-        # Milliseconds on both stream and encoder: with only the stream's set, libx264 would
+        # The same time base on stream and encoder: with only the stream's set, libx264 would
         # regenerate 1/rate timestamps (and VFR would not be VFR).
-        v.time_base = v.codec_context.time_base = fractions.Fraction(1, 1000)
+        v.time_base = v.codec_context.time_base = time_base
         if rotation:
             v.set_display_rotation(rotation)
         a = c.add_stream("aac", rate=48000, layout="mono") if audio else None
-        pts = 0
-        for i in range(frames):
+        for ms in times_ms:
             img = (rng.random((height, width, 3)) * 255).astype(np.uint8)
             f = av.VideoFrame.from_ndarray(img, format="rgb24")
-            f.pts, f.time_base = pts, v.time_base
-            pts += (1000 // rate) * (1 + (i % 3 if vfr else 0))
+            f.pts, f.time_base = round(Fraction(ms, 1000) / time_base), time_base
             c.mux(v.encode(f))
         c.mux(v.encode(None))
         if a is not None:
-            mux_tone(c, a, 48000 * frames // rate, amplitude=0.3)
+            mux_tone(c, a, int(48000 * audio_s) if audio_s is not None else 48000 * len(times_ms) // rate, amplitude=0.3)
 
 
 @pytest.fixture(scope="session")

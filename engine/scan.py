@@ -1,0 +1,96 @@
+"""A first pass over an input, before any frame is deblurred: how many frames decode, which packets
+do not, the timestamps to write (``timestamps.choose_timing``), and whether the streams copied
+unchanged (audio, subtitles) can be muxed as they are.
+
+It decodes the video without converting it to RGB (a fraction of the model's cost per frame, even
+for the fast model) and holds nothing per frame, so a long file costs time, not memory.
+
+When the output counts as complete, and so the run may succeed:
+- every video packet decoded. A packet the decoder rejects is a lost frame; the scan goes on to the
+  end, counts them all and the run stops with one line saying how many and where the first one is,
+  before any work, and writes nothing. Damage the decoder repairs itself (H.264 error concealment)
+  gives a frame for every packet and counts as decoded;
+- the timestamps of every copied stream never go back. Those packets are copied byte for byte and
+  cannot be retimed, and a muxer refuses them out of order (concatenated MPEG-TS segments do this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+from .timestamps import Timing, as_seconds, choose_timing
+from .video_io import VideoError, open_input
+
+
+@dataclass(frozen=True)
+class SourceScan:
+    frames: int  # decoded frames
+    lost: int  # video packets that did not decode
+    first_lost: str  # where the first one was ("video packet 12 (0.500 s)"); empty when none
+    timing: Timing
+
+    def problem(self) -> str:
+        """Why the output could not be complete; empty when it can."""
+        if not self.lost:
+            return ""
+        return (f"{self.lost} video frame(s) could not be decoded (corrupt data, first in {self.first_lost}; "
+                f"{self.frames} decoded); only complete outputs are written")
+
+
+def scan_source(path: str | Path) -> SourceScan:
+    """Read ``path`` once (see the module's docstring); a copied stream whose timestamps go back
+    raises ``VideoError``."""
+    with open_input(path) as container:
+        video = container.streams.video[0]
+        # Slice threads only: frame threads report a packet's decode error a few packets later,
+        # which would name the wrong place in the message.
+        video.thread_type = "SLICE"
+        counts = {"frames": 0, "lost": 0}
+        first_lost: list[str] = []
+
+        def frame_pts() -> Iterator[int | None]:
+            for i, packet in enumerate(_packets(container, path)):
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError:
+                    counts["lost"] += 1
+                    if not first_lost:
+                        first_lost.append(_where(i, packet))
+                    continue
+                for frame in frames:
+                    counts["frames"] += 1
+                    yield frame.pts
+
+        timing = choose_timing(frame_pts(), video.time_base, video.average_rate or video.guessed_rate)
+    return SourceScan(counts["frames"], counts["lost"], "".join(first_lost), timing)
+
+
+def _packets(container: av.container.InputContainer, path: str | Path) -> Iterator[av.Packet]:
+    """The video packets (the flush included); the copied streams' timestamps are checked on the way."""
+    video = container.streams.video[0]
+    last: dict[int, int] = {}
+    try:
+        for packet in container.demux():
+            if packet.stream.index == video.index:
+                yield packet
+            elif packet.dts is not None and packet.size and packet.stream.type in ("audio", "subtitle"):
+                previous = last.get(packet.stream.index)
+                if previous is not None and packet.dts < previous:
+                    raise VideoError(
+                        f"input {path}: the {packet.stream.type} stream's timestamps go back from "
+                        f"{as_seconds(previous, packet.time_base)} to {as_seconds(packet.dts, packet.time_base)} "
+                        f"(spliced or concatenated segments); {packet.stream.type} is copied unchanged, so "
+                        f"only streams whose timestamps never go back can be written")
+                last[packet.stream.index] = packet.dts
+    except av.error.FFmpegError as e:
+        raise VideoError(f"input {path} could not be read to the end ({e.strerror or e})") from None
+
+
+def _where(index: int, packet: av.Packet) -> str:
+    """Packets are counted in file order, which is not display order where frames are reordered."""
+    stamp = packet.pts if packet.pts is not None else packet.dts
+    return f"video packet {index}" + (f" ({as_seconds(stamp, packet.time_base)})" if stamp is not None else "")
