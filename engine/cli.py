@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from .live_cli import is_stream_job, live_options, refuse_live_options, run_stream_job
-from .pipeline import EncodeOptions, check_distinct_outputs, deblur_video
+from .pipeline import EncodeOptions, check_distinct_outputs, deblur_video, inference_threads
 from .tiling import TileSpec
 
 _VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".webm", ".avi"}
@@ -115,7 +115,7 @@ def shared_options(command: Any) -> Any:
               help="With several inputs: files processed at once, their frames batched into one model call "
                    "(one recurrent state per file).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads for inference [default: torch's]; leave a core to decode/encode on small machines.")
+              help="CPU threads for inference [default: cores - 1, so decoding and encoding keep a core].")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def run_cmd(paths: tuple[str, ...], model: str | None, backend: str, device: str, fp16: bool, compile_mode: str,
@@ -132,10 +132,9 @@ def run_cmd(paths: tuple[str, ...], model: str | None, backend: str, device: str
         refuse_live_options(ctx)
         jobs = plan_jobs(tuple(map(Path, paths)))
         tiles = TileSpec(tile, tile_overlap) if tile else None
-        if threads is not None:
-            import torch
+        import torch
 
-            torch.set_num_threads(threads)
+        torch.set_num_threads(threads or inference_threads())
         from .backends import load_backend
 
         engine = load_backend(model, backend, device, fp16, compile_mode,
@@ -151,7 +150,7 @@ def run_cmd(paths: tuple[str, ...], model: str | None, backend: str, device: str
                                  reset_on_cut=reset_on_cut, reset_every=state_reset_every, tile=tiles,
                                  video_io=video_io, log=lambda line: say(quiet, line),
                                  progress=None if quiet or not sys.stderr.isatty() else Progress(src.name))
-            say(quiet, f"{src} -> {dst}: {stats.summary()}")
+            say(quiet, f"{src} -> {dst}: {stats.summary()}; inference threads: {torch.get_num_threads()}")
 
     guarded(work, debug)
 

@@ -10,7 +10,7 @@ import click
 
 from .endpoints import STREAM_FORMATS, is_stream
 from .live import LiveOptions, check_endpoints, run_live
-from .pipeline import EncodeOptions
+from .pipeline import EncodeOptions, inference_threads
 from .tiling import TileSpec
 
 # x264's "medium" costs ~11 ms of CPU per 640x360 frame here; "veryfast" about a third of that,
@@ -67,10 +67,9 @@ def run_stream_job(ctx: click.Context, say: Any) -> None:
                           report_every_s=1.0 if p["fps_report"] else 0.0, stream_format=p["stream_format"],
                           input_options=tuple(_key_value(o) for o in p["input_options"]))
     preset = p["preset"] if ctx.get_parameter_source("preset") != click.core.ParameterSource.DEFAULT else LIVE_PRESET
-    if p["threads"] is not None:
-        import torch
+    import torch
 
-        torch.set_num_threads(p["threads"])
+    torch.set_num_threads(p["threads"] or inference_threads())
     from .backends import load_backend
 
     engine = load_backend(p["model"], p["backend"], p["device"], p["fp16"], p["compile_mode"],

@@ -43,6 +43,18 @@ _QUEUE_FRAMES = 8  # enough to ride out a slow I-frame decode or encoder lookahe
 _END = object()
 
 
+def inference_threads() -> int:
+    """torch's intra-op threads when none are asked for: every usable core but one.
+
+    Decoding and encoding run on threads of their own (FFmpeg's frame threads, x264's lookahead);
+    with the model on every core they can only take time slices from it, and torch's OpenMP threads
+    then wait at each barrier for the one that lost its slice. With another CPU-heavy process on a
+    2-core machine that made the default 6x slower than one thread (docs/benchmarks.md).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
+
+
 @dataclass(frozen=True)
 class EncodeOptions:
     codec: str = "libx264"

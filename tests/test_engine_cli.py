@@ -1,5 +1,6 @@
 """`vdeblur` from the command line: bad input gives one line, exit 1, and no output file."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,8 @@ def test_sample_then_deblur_end_to_end_through_the_console_script(tmp_path: Path
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "8 frames" in done.stderr and "fps" in done.stderr
+    # The default leaves decoding and encoding a core (of those this process may use).
+    assert f"inference threads: {max(1, len(os.sched_getaffinity(0)) - 1)}" in done.stderr, done.stderr
     with av.open(str(out)) as c:
         assert len(list(c.decode(video=0))) == 8 and c.streams.audio
 
