@@ -164,6 +164,7 @@ class VideoWriter:
             setattr(self.video.codec_context, attr, getattr(cc, attr))
         self.full_range = _is_full_range(cc, cc.pix_fmt or "")
         self.copies: dict[int, av.stream.Stream] = {}
+        self._copied_s: dict[int, float] = {}  # last copied packet's time per output stream, for messages
         for stream in source.streams:
             if copy_streams and stream.index != src.index and stream.type in ("audio", "subtitle"):
                 out = self.container.add_stream_from_template(stream)
@@ -193,7 +194,12 @@ class VideoWriter:
     def copy_packet(self, packet: av.Packet) -> None:
         out = self.copies.get(packet.stream.index)
         if out is not None:
-            at = f"the {out.type} packet at {float((packet.dts or 0) * (packet.time_base or 0)):.3f} s"
+            seconds = float((packet.dts or 0) * (packet.time_base or 0))
+            previous = self._copied_s.get(out.index)
+            self._copied_s[out.index] = seconds
+            at = f"the {out.type} packet at {seconds:.3f} s"
+            if previous is not None and seconds <= previous:  # what MP4 and MPEG-TS refuse; Matroska takes it
+                at += f" (not after the one before it, at {previous:.3f} s)"
             packet.stream = out
             with self._errors_named(at):
                 self.container.mux(packet)
