@@ -216,6 +216,8 @@ class VideoWriter:
         """FFmpeg's errors name the file they were writing, a hidden part file; say the output instead."""
         try:
             yield
+        except BrokenPipeError:
+            raise  # the reader of a pipe output went away: the live loop ends on it, cleanly
         except av.error.FFmpegError as e:
             raise VideoError(f"output {self.name}: {what} could not be written ({e.strerror or type(e).__name__})") from None
 
