@@ -2,8 +2,10 @@
 do not, the timestamps to write (``timestamps.choose_timing``), and whether the streams copied
 unchanged (audio, subtitles) can be muxed as they are.
 
-It decodes the video without converting it to RGB (a fraction of the model's cost per frame, even
-for the fast model) and holds nothing per frame, so a long file costs time, not memory.
+It decodes the video without converting it to RGB and holds nothing per frame, so a long file costs
+time, not memory: 270 frames of 720x528 MPEG-4 in 0.10 s on this project's 2-core CPU (2600
+frames/s, measured), where the CPU models deblur a few frames/s. Next to a GPU model running
+hundreds of frames/s it would be a visible share of the run.
 
 When the output counts as complete, and so the run may succeed:
 - every video packet decoded. A packet the decoder rejects is a lost frame; the scan goes on to the
