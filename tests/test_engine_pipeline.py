@@ -141,7 +141,10 @@ def test_interrupted_run_leaves_nothing_and_keeps_existing_output(tmp_path: Path
 
 def _peak_rss_during(run) -> int:
     """Peak resident memory (bytes) while ``run()`` runs: Linux resets the high-water mark on request."""
-    Path("/proc/self/clear_refs").write_text("5")
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError as e:  # a sandbox may forbid it
+        pytest.skip(f"the peak RSS cannot be reset here ({e})")
     run()
     status = Path("/proc/self/status").read_text()
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024

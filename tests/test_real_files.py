@@ -18,6 +18,7 @@ from conftest import make_clip
 
 from vdeblur.engine.cli import cli
 from vdeblur.engine.timestamps import choose_timing
+from vdeblur.engine.video_io import peek_rotation
 
 _PER_FRAME = Fraction(1, 24)  # AVI stores one tick per frame: a finer time base would be padded with empty frames
 
@@ -229,6 +230,7 @@ def test_real_world_case(tmp_path: Path, fast_checkpoint: Path, name: str) -> No
     else:
         assert out == pytest.approx(source, abs=1e-3)  # the input's own, a jump or an offset included
     assert _audio(dst) == _audio(src)
+    assert peek_rotation(dst) == peek_rotation(src)
     with av.open(str(src)) as a, av.open(str(dst)) as b:
         assert (b.streams.video[0].width, b.streams.video[0].height) == (a.streams.video[0].width, a.streams.video[0].height)
         assert ("10" in b.streams.video[0].codec_context.pix_fmt) == ("10" in a.streams.video[0].codec_context.pix_fmt)
