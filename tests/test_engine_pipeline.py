@@ -104,6 +104,8 @@ def test_onnxruntime_backend_matches_torch(tmp_path: Path, fast_checkpoint) -> N
     frames = [(rng.random((50, 70, 3)) * 255).astype(np.uint8) for _ in range(4)]
     torch_stream = DeblurStream(load_backend(str(fast_checkpoint), "torch", "cpu"))
     ort_stream = DeblurStream(load_backend(str(tmp_path / "fast.onnx"), "auto", "cpu"))
+    # ONNX Runtime takes the threads --threads gives torch, not all cores of its own accord.
+    assert ort_stream.backend.session.get_session_options().intra_op_num_threads == torch.get_num_threads()
     for f in frames:
         diff = np.abs(torch_stream.push(f).astype(int) - ort_stream.push(f).astype(int))
         assert diff.max() <= 1  # uint8 rounding of float outputs that agree to ~1e-5

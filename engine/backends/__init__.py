@@ -79,7 +79,7 @@ def load_backend(model: str | None = None, backend: str = "auto", device: str = 
     if kind == "onnxruntime":
         from .ort_backend import OrtBackend
 
-        return OrtBackend(path, device=dev)
+        return OrtBackend(path, device=dev, threads=torch.get_num_threads())  # what --threads set for torch
     from .torch_backend import TorchBackend
 
     net, _ = load_checkpoint(path)
@@ -105,4 +105,5 @@ def _cached_backend(checkpoint: Path, backend: str, device: str, fp16: bool, com
     from .ort_backend import OrtBackend
 
     import_onnxruntime()  # a missing runtime is one line before the export work, not after it
-    return OrtBackend(cached_onnx(checkpoint, precision, log=to_stderr if log is None else log), device=dev)
+    return OrtBackend(cached_onnx(checkpoint, precision, log=to_stderr if log is None else log), device=dev,
+                      threads=torch.get_num_threads())  # what --threads set for torch
