@@ -115,7 +115,7 @@ def shared_options(command: Any) -> Any:
               help="With several inputs: files processed at once, their frames batched into one model call "
                    "(one recurrent state per file).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads for inference [default: cores - 1, so decoding and encoding keep a core].")
+              help="CPU threads for inference [default: the cores other processes leave free (load average), at least 1].")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def run_cmd(paths: tuple[str, ...], model: str | None, backend: str, device: str, fp16: bool, compile_mode: str,

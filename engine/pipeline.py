@@ -43,16 +43,18 @@ _QUEUE_FRAMES = 8  # enough to ride out a slow I-frame decode or encoder lookahe
 _END = object()
 
 
-def inference_threads() -> int:
-    """torch's intra-op threads when none are asked for: every usable core but one.
+def inference_threads(load: float | None = None) -> int:
+    """torch's intra-op threads when none are asked for: the usable cores that other processes do not
+    keep busy (the 1-minute load average, ``load`` if given), at least one.
 
-    Decoding and encoding run on threads of their own (FFmpeg's frame threads, x264's lookahead);
-    with the model on every core they can only take time slices from it, and torch's OpenMP threads
-    then wait at each barrier for the one that lost its slice. With another CPU-heavy process on a
-    2-core machine that made the default 6x slower than one thread (docs/benchmarks.md).
+    torch's OpenMP threads wait at each barrier for the slowest of them; a thread that shares its
+    core with another CPU-heavy process loses time slices, and the whole team waits for it. With a
+    training on one of 2 cores that made two threads 7x slower than one (docs/benchmarks.md). On an
+    idle machine every core goes to the model, as before: decoding and encoding take little there.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores - 1)
+    busy = os.getloadavg()[0] if load is None else load
+    return max(1, min(cores, cores - round(busy)))
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@
 # The last line re-encodes the photograph pool as WebP, as large as fits beside the tree and the PyAV wheel
 # (measured 2026-12-04: tree 16.2 MiB with train_state/default linked to the bundled weights, av 18.1.0
 # 34.1 MiB, data/photos/test 1.7 MiB: the 228 training and dense held-out photographs go at 768 px, WebP
-# quality 78, 10.1 MiB; a train_state/default with weights of its own adds 8.1 MiB and the photos go smaller). The GPU image already has torch, numpy,
+# quality 78, 10.1 MiB; a train_state/default with weights of its own adds 8.1 MiB, and then not even 384 px
+# photos fit: docs/gpu_session.md says what to leave out then). The GPU image already has torch, numpy,
 # opencv-python-headless, numba, click, safetensors, scikit-image, scipy, onnx, onnxruntime (CPU provider
 # only), onnxscript, matplotlib and pytest: only PyAV is missing. onnxruntime-gpu 1.31.1 (243.7 MiB) cannot
 # travel: the ONNX Runtime rows run on the image's CPU onnxruntime; pynvvideocodec 2.2.4 (25.6 MiB) fits only

@@ -19,6 +19,22 @@ common=(--threads 1 --cpu-limit "$minutes" --out "runs/study/$name"
   --set train.val_every=500 --set train.ckpt_every=500 --set train.log_every=50)
 new_recipe=(--set loss.content=charbonnier --set loss.fft_weight=0.1 --set optim.lr_g=1e-3 --set 'optim.betas=[0.9, 0.9]')
 old_recipe=(--set loss.content=charbonnier --set loss.fft_weight=0.0 --set optim.lr_g=5e-4 --set 'optim.betas=[0.9, 0.99]')
+# Fifth stage (the photograph pool): blur synthesised fresh for every item from ~200 real photographs and dead
+# leaves (the vdeblur_deep preset, data/photos from scripts/fetch_photos.sh), warm-started from INIT at the default
+# run's own learning rate. pool is the default run itself (train_state/default continues it); the two candidates
+# change the model: pool_align adds the aligned feedback path (windows of 4 frames, so that it sees more than one
+# previous frame; the same frames per batch), pool_grow the 14 residual blocks of ws_grow. Both grow onto INIT.
+pool_sets=(--config vdeblur_deep --set optim.lr_g=6.6e-4 --set train.steps=60000 --set train.amp=bf16
+           --set train.channels_last=true --threads 1 --cpu-limit "$minutes" --out "runs/study/$name")
+case "$name" in
+  pool|pool_align|pool_grow)
+    case "$name" in
+      pool_align) pool_sets+=(--set 'model.overrides={feedback_align = true}' --set train.window=4 --set train.batch=4) ;;
+      pool_grow) pool_sets+=(--set 'model.overrides={enc_blocks = [0, 1, 4, 6], dec_blocks = [0, 2, 1]}') ;;
+    esac
+    [ -f "runs/study/$name/last.train.pt" ] && exec vdeblur-train "${pool_sets[@]}" --resume
+    exec vdeblur-train "${pool_sets[@]}" --init-from "$INIT" ;;
+esac
 case "$name" in
   fast) args=(--config vdeblur_fast "${new_recipe[@]}") ;;                       # the current default, new recipe
   deep) args=(--config vdeblur_deep "${new_recipe[@]}") ;;                       # the new architecture
@@ -53,7 +69,7 @@ case "$name" in
   # windows of 4 frames so the path sees more than one previous frame. Needs data rendered with >= 4 frames.
   ws_align) args=(--config "$INIT/run.toml" --set 'model.overrides={feedback_align = true}')
             warm=1; late=(--set train.steps=12000 --set optim.lr_g=3e-4 --set train.window=4 --set train.batch=4) ;;
-  *) echo "unknown candidate '$name'; allowed: fast deep deep_nofeedback deep_oldrecipe deep_photosonly ws_flatskip ws_lr2e3 ws_betas099 ws_anneal ws_lowblur ws_lowblur2 ws_lowblur3 ws_lowblur4 ws_grow ws_align" >&2
+  *) echo "unknown candidate '$name'; allowed: fast deep deep_nofeedback deep_oldrecipe deep_photosonly ws_flatskip ws_lr2e3 ws_betas099 ws_anneal ws_lowblur ws_lowblur2 ws_lowblur3 ws_lowblur4 ws_grow ws_align pool pool_align pool_grow" >&2
      exit 2 ;;
 esac
 start=()
