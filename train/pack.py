@@ -7,8 +7,8 @@ and a slim ``last.train.pt``: step, data position, schedule, best score, trainin
 state, but neither the raw generator weights nor the Adam moments. Resuming from it restarts the raw
 weights from the EMA copy and the optimiser from zero moments; everything else continues exactly.
 
-Why the slim state: every byte committed here also travels with the working tree to a GPU session,
-whose limit is 64 MiB with the PyAV wheel (34 MiB) and the photographs (10 MiB) in it. The full state
+Why the slim state: every byte committed here also travels with the working tree to a time-boxed GPU run
+(docs/gpu_session.md), whose upload limit is 64 MiB with the PyAV wheel (34 MiB) and the photographs in it. The full state
 of ``vdeblur_deep`` (raw weights + two Adam moments + EMA, 34 MiB) cannot travel; the slim one is the
 EMA alone, and with ``--link-to`` not even that when the EMA *is* the bundled model (a relative
 symbolic link then stands for it). What the slimming changes is small: the EMA is what is evaluated and
