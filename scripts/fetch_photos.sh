@@ -10,6 +10,7 @@ out=${1:-data/photos}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 packages=$(awk -F'\t' '!/^#/ {print $4}' scripts/photos.tsv | sort -u)
-(cd "$work" && apt-get download $packages >/dev/null)
+# A fresh machine's package index may be empty or old: update it once when a download fails.
+(cd "$work" && { apt-get download $packages >/dev/null 2>&1 || { apt-get update -qq && apt-get download $packages >/dev/null; }; })
 for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$work/root"; done
 python scripts/prepare_photos.py --root "$work/root" --out "$out"
