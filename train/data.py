@@ -220,21 +220,24 @@ class SyntheticDataset(Dataset):
         """The part of ``_rescale(image, factor)`` a clip can look at: the window plus ``region_margin``
         on every side (less where the photo is smaller), at a random place, cut from the source first."""
         h, w = image.shape[:2]
-        factor = max(factor, self.height / h, self.width / w)
-        big_h, big_w = max(self.height, round(h * factor)), max(self.width, round(w * factor))  # _rescale's size
+        factor, big_h, big_w = self._rescaled_size(h, w, factor)
         rh, rw = min(big_h, self.height + 2 * self.region_margin), min(big_w, self.width + 2 * self.region_margin)
         y0, x0 = int(rng.integers(0, big_h - rh + 1)), int(rng.integers(0, big_w - rw + 1))
         fy, fx = big_h / h, big_w / w  # rescaled px per source px
         sy0, sx0 = int(y0 / fy), int(x0 / fx)
         sy1, sx1 = min(h, int(np.ceil((y0 + rh) / fy))), min(w, int(np.ceil((x0 + rw) / fx)))
-        crop = image[sy0:sy1, sx0:sx1]
-        return cv2.resize(crop, (rw, rh), interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
+        return _resize(image[sy0:sy1, sx0:sx1], rh, rw, factor)
+
+    def _rescaled_size(self, h: int, w: int, factor: float) -> tuple[float, int, int]:
+        """(factor, height, width) of an h x w image rescaled by ``factor``, never smaller than the output window."""
+        factor = max(factor, self.height / h, self.width / w)
+        return factor, max(self.height, round(h * factor)), max(self.width, round(w * factor))
 
     def _rescale(self, image: np.ndarray, factor: float) -> np.ndarray:
-        h, w = image.shape[:2]
-        factor = max(factor, self.height / h, self.width / w)  # never smaller than the output window
-        if factor == 1.0:
-            return image
-        size = (max(self.width, round(w * factor)), max(self.height, round(h * factor)))
-        # INTER_AREA is the alias-free way down; upscaling (small sources only) uses cubic.
-        return cv2.resize(image, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
+        factor, height, width = self._rescaled_size(*image.shape[:2], factor)
+        return image if factor == 1.0 else _resize(image, height, width, factor)
+
+
+def _resize(image: np.ndarray, height: int, width: int, factor: float) -> np.ndarray:
+    # INTER_AREA is the alias-free way down; upscaling (small sources only) uses cubic.
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
