@@ -3,7 +3,8 @@
 # with --study also the pre-rendered training folders of the first model study (docs/model_study.md). Needs
 # data/photos (scripts/fetch_photos.sh, run here when missing). The default model trains on blur synthesised fresh
 # for every item (data.kind = "synthetic"), so it needs no rendered training folder.
-#   bash scripts/make_data.sh            # ~6 CPU-minutes: data/eval, data/eval_small, data/eval_crf12, data/eval_dense*
+#   bash scripts/make_data.sh            # ~7 CPU-minutes: data/eval, data/eval_small, data/eval_crf12, data/eval_dense*,
+#                                        # data/eval_shutter
 #   bash scripts/make_data.sh --study    # + data/shake2 and the low-blur folders (~25 more CPU-minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,10 @@ $render --source data/photos/test_dense --out data/eval_dense --split test --seq
     --seed 21 --scale 0.3 0.8 --blur-px 5 12 --prefix dn --h264-crf 12 --min-detail 8
 $render --source data/photos/test_dense --out data/eval_dense360 --split test --sequences 12 --frames 8 --size 360x640 \
     --seed 22 --scale 0.5 1.0 --blur-px 5 12 --prefix dw --h264-crf 12 --min-detail 8
+# Phone video in daylight, for --adapt (docs/adapt.md): 12 clips of 32 frames at 320x240 whose exposure is 1/4 to
+# all of the frame interval, so the 5-12 px of shake a whole interval would gather blurs some frames far less.
+$render --source data/photos/test --out data/eval_shutter --split test --sequences 12 --frames 32 --size 240x320 \
+    --seed 31 --scale 0.4 1.0 --blur-px 5 12 --shutter 0.25 1 --prefix sh
 [[ ${1:-} == --study ]] || exit 0
 
 # The first model study's training data: 2400 clips of the 31 training wallpapers + scikit-image's 6, and 800 of

@@ -35,6 +35,19 @@ from .run_state import RunLog, build_critic, build_datasets, capture_rng, check_
 Batch = dict[str, torch.Tensor]
 
 
+def unroll(model: nn.Module, blurred: torch.Tensor, input_kind: str) -> torch.Tensor:
+    """(B, T, 3, H, W) -> (B*T, 3, H, W): the window in order, state carried, gradients through all of it
+    (truncated back-propagation through time: the state starts from zero at the window start)."""
+    b, t, _, h, w = blurred.shape
+    state = unwrap(model).initial_state(b, h, w, device=blurred.device)
+    outs = []
+    for i in range(t):
+        # The frame stays NCHW even with train.channels_last: NHWC weights make every conv output NHWC.
+        out, state = model(prepare_input(blurred[:, i], input_kind), state)
+        outs.append(out)
+    return torch.stack(outs, dim=1).flatten(0, 1)
+
+
 class EMA:
     """Exponential moving average of the generator weights, the copy we validate and ship.
 
@@ -130,16 +143,7 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp)
 
     def unroll(self, model: nn.Module, blurred: torch.Tensor) -> torch.Tensor:
-        """(B, T, 3, H, W) -> (B*T, 3, H, W): the window in order, state carried, gradients through all of it
-        (truncated back-propagation through time: the state starts from zero at the window start)."""
-        b, t, _, h, w = blurred.shape
-        state = unwrap(model).initial_state(b, h, w, device=self.device)
-        outs = []
-        for i in range(t):
-            # The frame stays NCHW even with train.channels_last: NHWC weights make every conv output NHWC.
-            out, state = model(prepare_input(blurred[:, i], self.g.input_kind), state)
-            outs.append(out)
-        return torch.stack(outs, dim=1).flatten(0, 1)
+        return unroll(model, blurred, self.g.input_kind)
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         cfg, logs = self.cfg.loss, {}

@@ -30,6 +30,10 @@ class ShakeConfig:
     blur_px: tuple[float, float] = (2.0, 32.0)
     # Exposure time / frame interval: a 180 to 360 degree shutter, what video cameras use indoors.
     duty: tuple[float, float] = (0.5, 1.0)
+    # False: blur_px is the blur of the exposure, whatever its duty. True: blur_px is the blur a whole
+    # frame interval would gather, so a short exposure blurs less (a phone in daylight exposes 1/4 of
+    # the interval or less, and the turns of the shake leave some frames nearly sharp).
+    blur_per_interval: bool = False
     max_step_px: float = 1.0
     max_subframes: int = 61
     # Kernel mode: the blur length of frame t is mean * exp(kernel_variation * sin(...)).
@@ -57,15 +61,19 @@ NOISE_CHOICES = ("default", "none")
 
 def shake_config(*, blur_px: tuple[float, float] = ShakeConfig.blur_px, noise: str = "default",
                  compression: str = "mixed", compression_probability: float = 0.5,
-                 h264_crf: tuple[int, int] = CompressionConfig.h264_crf) -> ShakeConfig:
+                 h264_crf: tuple[int, int] = CompressionConfig.h264_crf,
+                 shutter: tuple[float, float] | None = None) -> ShakeConfig:
     """The few knobs a data set is described by (training config keys, ``render_dataset`` flags) as a
     ShakeConfig; the defaults give ``ShakeConfig()`` exactly. noise: the default sensor-noise mix or none;
-    compression: ``none``, ``jpeg``, ``h264`` or ``mixed``, applied to that share of clips."""
+    compression: ``none``, ``jpeg``, ``h264`` or ``mixed``, applied to that share of clips; shutter: the
+    exposure's share of the frame interval, drawn per clip, which then scales ``blur_px`` (the blur of a
+    whole interval) as a real shutter does; None keeps ShakeConfig's exposure-normalised blur."""
     if noise not in NOISE_CHOICES:
         raise ValueError(f"noise {noise!r} is not allowed; choose one of {', '.join(NOISE_CHOICES)}")
+    exposure = {} if shutter is None else {"duty": (float(shutter[0]), float(shutter[1])), "blur_per_interval": True}
     return ShakeConfig(blur_px=(float(blur_px[0]), float(blur_px[1])), noise=NoiseConfig() if noise == "default" else None,
                        compression=CompressionConfig(kind=compression, probability=compression_probability,
-                                                     h264_crf=(int(h264_crf[0]), int(h264_crf[1]))))
+                                                     h264_crf=(int(h264_crf[0]), int(h264_crf[1]))), **exposure)
 
 
 def render_shake_clip(image: np.ndarray, *, frames: int, height: int, width: int, seed: int,
@@ -136,6 +144,8 @@ def draw_shot(rng: np.random.Generator, config: ShakeConfig, source_hw: tuple[in
     lo, hi = config.blur_px
     blur = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > 0 else 0.0
     duty = float(rng.uniform(*config.duty))
+    if config.blur_per_interval:
+        blur *= duty
     # Whole-pixel window corner: without shake the views are then exact copies of the source.
     left, top = np.round(rng.uniform(0, sw - width)), np.round(rng.uniform(0, sh - height))
     return use_kernel, blur, duty, (float(left) + width / 2, float(top) + height / 2)

@@ -77,11 +77,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-detail", type=float, default=0.0, metavar="LEVELS",
                         help="redraw clips whose sharp frame's mean |dx|+|dy| of luma is below this (8-bit levels; "
                              "a held-out set of dense detail: e.g. 8) [%(default)s]")
+    parser.add_argument("--shutter", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                        help="exposure as a share of the frame interval, drawn per clip, scaling --blur-px (then the "
+                             "blur of a whole interval) as a real shutter does; e.g. 0.25 1 for phone video in "
+                             "daylight [default: every exposure blurs by --blur-px]")
     args = parser.parse_args(argv)
     try:
         crf = {} if args.h264_crf is None else dict(compression="h264", compression_probability=1.0,
                                                      h264_crf=(args.h264_crf, args.h264_crf))
-        shake = shake_config(blur_px=tuple(args.blur_px), noise=args.noise, **crf)
+        shake = shake_config(blur_px=tuple(args.blur_px), noise=args.noise, shutter=args.shutter, **crf)
         dataset = SyntheticDataset([open_source(s) for s in args.source], length=args.sequences, frames=args.frames,
                                    height=args.size[0], width=args.size[1], seed=args.seed, config=shake,
                                    scale=tuple(args.scale), min_detail=args.min_detail)
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / f"{args.split}-{args.prefix}.json").write_text(json.dumps(
         {"sources": args.source, "sequences": args.sequences, "frames": args.frames, "size": list(args.size),
          "seed": args.seed, "blur_px": list(args.blur_px), "scale": list(args.scale), "noise": args.noise,
-         "h264_crf": args.h264_crf, "min_detail": args.min_detail,
+         "h264_crf": args.h264_crf, "min_detail": args.min_detail, "shutter": args.shutter,
          "frames_written": frames}, indent=2))
     print(f"wrote {args.sequences} sequences, {frames} frame pairs, to {args.out / args.split}")
 
