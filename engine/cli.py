@@ -15,13 +15,37 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .live_cli import is_stream_job, live_options, refuse_live_options, run_stream_job
 from .pipeline import EncodeOptions, check_distinct_outputs, deblur_video, inference_threads
 from .tiling import TileSpec
+
+if TYPE_CHECKING:
+    from .adapt import AdaptConfig
+
+AUTO_BUDGET = -1.0  # --adapt without a value: the budget default_budget() picks for the clip
+
+
+class AdaptBudget(click.ParamType):
+    """``--adapt`` takes an optional number of seconds; its one-line error names what was given."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = 0.0
+        if not seconds > 0 or seconds == float("inf"):
+            self.fail(f"{value!r} is not a budget in seconds; give a number > 0 (e.g. --adapt 90), or --adapt "
+                      f"alone for the default", param, ctx)
+        return seconds
+
 
 _VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".webm", ".avi"}
 
@@ -87,6 +111,10 @@ _SHARED_OPTIONS = [  # what `run` and `batch` both take: the model, where it run
     click.option("--overwrite", is_flag=True, help="Replace an existing output file."),
     click.option("--reset-on-cut", is_flag=True, help="Reset the recurrent state at scene cuts."),
     click.option("--state-reset-every", type=click.IntRange(min=0), default=0, help="Reset the state every N frames (0 = never)."),
+    click.option("--adapt", type=AdaptBudget(), is_flag=False, flag_value=AUTO_BUDGET, default=None, metavar="[SECONDS]",
+                 help="Fine-tune a copy of the model on the clip's own sharpest frames first, for SECONDS "
+                      "[default: 60 s plus 3 CPU-minutes per minute of 720p video; a tenth on a GPU]; the base "
+                      "weights are kept where it does not help (docs/adapt.md)."),
 ]
 
 
@@ -116,20 +144,27 @@ def shared_options(command: Any) -> Any:
                    "(one recurrent state per file).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for inference [default: the cores other processes leave free (load average), at least 1].")
+@click.option("--save-adapted", type=click.Path(path_type=Path), default=None,
+              help="With --adapt and one input: write the weights used as a checkpoint (.safetensors, loadable with --model).")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def run_cmd(paths: tuple[str, ...], model: str | None, backend: str, device: str, fp16: bool, compile_mode: str,
             codec: str, crf: int, preset: str, pix_fmt: str | None, overwrite: bool, reset_on_cut: bool,
-            state_reset_every: int, video_io: str, tile: int, tile_overlap: int, streams: int, threads: int | None,
-            quiet: bool, debug: bool, **live: Any) -> None:
+            state_reset_every: int, adapt: float | None, video_io: str, tile: int, tile_overlap: int, streams: int,
+            threads: int | None, save_adapted: Path | None, quiet: bool, debug: bool, **live: Any) -> None:
     """Deblur INPUT into OUTPUT, or several inputs into an output folder; or a live SOURCE into a SINK."""
     ctx = click.get_current_context()
 
     def work() -> None:
         if is_stream_job(paths):  # a device, network stream or - at either end: engine/live_cli.py
+            if adapt is not None or save_adapted is not None:
+                raise ValueError("--adapt learns from the whole clip before deblurring it, and a live source has "
+                                 "no whole clip; run it on a file")
             run_stream_job(ctx, lambda line: say(quiet, line))
             return
         refuse_live_options(ctx)
+        several = len(paths) > 2 or Path(paths[0]).is_dir()
+        adapting = adapt_config(adapt, save_adapted, several, streams)  # before plan_jobs makes the output folder
         jobs = plan_jobs(tuple(map(Path, paths)))
         tiles = TileSpec(tile, tile_overlap) if tile else None
         import torch
@@ -145,11 +180,13 @@ def run_cmd(paths: tuple[str, ...], model: str | None, backend: str, device: str
             run_streams(jobs, engine, streams, encoding, overwrite, reset_on_cut, state_reset_every, tiles, video_io,
                         quiet)
             return
+        bars = not quiet and sys.stderr.isatty()
         for src, dst in jobs:
             stats = deblur_video(src, dst, engine, overwrite=overwrite, encode=encoding,
                                  reset_on_cut=reset_on_cut, reset_every=state_reset_every, tile=tiles,
-                                 video_io=video_io, log=lambda line: say(quiet, line),
-                                 progress=None if quiet or not sys.stderr.isatty() else Progress(src.name))
+                                 video_io=video_io, adapt=adapting, save_adapted=save_adapted,
+                                 log=lambda line: say(quiet, line), progress=Progress(src.name) if bars else None,
+                                 adapt_progress=AdaptProgress(src.name) if bars else None)
             say(quiet, f"{src} -> {dst}: {stats.summary()}; inference threads: {torch.get_num_threads()}")
 
     guarded(work, debug)
@@ -195,7 +232,7 @@ def run_streams(jobs: list[tuple[Path, Path]], engine: Any, streams: int, encodi
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def batch_cmd(paths: tuple[Path, ...], model: str | None, backend: str, device: str, fp16: bool, codec: str, crf: int,
               preset: str, pix_fmt: str | None, overwrite: bool, reset_on_cut: bool, state_reset_every: int,
-              ray_address: str | None, gpus_per_task: float, cpus_per_task: float, max_retries: int,
+              adapt: float | None, ray_address: str | None, gpus_per_task: float, cpus_per_task: float, max_retries: int,
               report: Path | None, quiet: bool, debug: bool) -> None:
     """Deblur many videos on a Ray cluster, one task per file (pip install 'vdeblur[cluster]').
 
@@ -207,13 +244,13 @@ def batch_cmd(paths: tuple[Path, ...], model: str | None, backend: str, device: 
 
         def line(r: FileResult) -> None:
             outcome = f"{r.frames} frames in {r.wall_s:.1f} s" if r.ok else f"failed ({r.error_kind}): {r.error}"
-            say(quiet, f"{r.input} -> {r.output}: {outcome}")
+            say(quiet, f"{r.input} -> {r.output}: {outcome}" + (f"; {r.adapt}" if r.adapt else ""))
 
         jobs = plan_jobs(paths)
         result = run_batch(jobs, model, address=ray_address, num_gpus=gpus_per_task, num_cpus=cpus_per_task,
                            backend=backend, device=device, fp16=fp16, encode=EncodeOptions(codec, crf, preset, pix_fmt),
                            overwrite=overwrite, reset_on_cut=reset_on_cut, reset_every=state_reset_every,
-                           max_retries=max_retries, report=report or jobs[0][1].parent / "vdeblur-batch.json",
+                           adapt=adapt_config(adapt, None, True, 1), max_retries=max_retries, report=report or jobs[0][1].parent / "vdeblur-batch.json",
                            on_result=line)
         click.echo(result.summary(), err=True)
         if result.failed:
@@ -254,6 +291,34 @@ def plan_jobs(paths: tuple[Path, ...]) -> list[tuple[Path, Path]]:
     check_distinct_outputs(jobs)  # before the folder is made: a refused run leaves nothing behind
     out.mkdir(parents=True, exist_ok=True)
     return jobs
+
+
+def adapt_config(budget: float | None, save_adapted: Path | None, several: bool, streams: int) -> AdaptConfig | None:
+    """What --adapt and --save-adapted ask for, refused where it cannot be done, before any work."""
+    if budget is None:
+        if save_adapted is not None:
+            raise ValueError("--save-adapted writes the weights --adapt made; add --adapt")
+        return None
+    if save_adapted is not None and several:
+        raise ValueError("--save-adapted writes the weights adapted to one input; several were given")
+    if streams > 1 and several:
+        raise ValueError("--adapt trains one model per file, and --streams batches several files through one "
+                         "model; use one of them")
+    from .adapt import AdaptConfig
+
+    return AdaptConfig(budget_s=None if budget == AUTO_BUDGET else budget)
+
+
+class AdaptProgress:
+    """One self-overwriting stderr line while a clip is adapted: seconds spent of the budget."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, spent: float, budget: float) -> None:
+        click.echo(f"\r{self.name}: adapting, {spent:.0f}/{budget:.0f} s   ", err=True, nl=False)
+        if spent >= budget:
+            click.echo("", err=True)
 
 
 class Progress:

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from .adapt import AdaptConfig
 from .backends import load_backend
 from .backends.base import Backend
 from .part_files import remove_stale_part_files
@@ -58,6 +59,7 @@ class TaskSettings:
     overwrite: bool = False
     reset_on_cut: bool = False
     reset_every: int = 0
+    adapt: AdaptConfig | None = None  # --adapt: each task adapts its own copy of the model to its file
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class FileResult:
     error: str | None = None
     error_kind: str | None = None  # "input" (user error), "system" (retries used up), "crash" (a bug)
     node: str | None = None
+    adapt: str | None = None  # what --adapt did to this file's model, when it ran
 
 
 @dataclass(frozen=True)
@@ -117,8 +120,8 @@ class BatchReport:
 def run_batch(jobs: Sequence[tuple[str | Path, str | Path]], model: str | None = None, *,
               address: str | None = None, num_gpus: float = 0, num_cpus: float = 1, backend: str = "auto",
               device: str = "auto", fp16: bool = False, encode: EncodeOptions = EncodeOptions(),
-              overwrite: bool = False, reset_on_cut: bool = False, reset_every: int = 0, max_retries: int = 2,
-              report: str | Path | None = None,
+              overwrite: bool = False, reset_on_cut: bool = False, reset_every: int = 0,
+              adapt: AdaptConfig | None = None, max_retries: int = 2, report: str | Path | None = None,
               on_result: Callable[[FileResult], None] | None = None) -> BatchReport:
     """Deblur every ``(input, output)`` pair as its own Ray task; never raises for a single file.
 
@@ -131,7 +134,7 @@ def run_batch(jobs: Sequence[tuple[str | Path, str | Path]], model: str | None =
         # Ray leaves CUDA_VISIBLE_DEVICES alone for a task that reserves no GPU: "auto" would take
         # a GPU that Ray may have given to another task.
         device = "cpu"
-    settings = TaskSettings(model, backend, device, fp16, encode, overwrite, reset_on_cut, reset_every)
+    settings = TaskSettings(model, backend, device, fp16, encode, overwrite, reset_on_cut, reset_every, adapt)
     pairs = _check_jobs(jobs, settings, num_gpus, num_cpus, max_retries, report)
     ray = import_ray()
     owned = not ray.is_initialized()
@@ -184,11 +187,13 @@ def deblur_file(src: str, dst: str, settings: TaskSettings) -> FileResult:
     try:
         engine = _backend(settings.model, settings.backend, settings.device, settings.fp16)
         stats = deblur_video(src, dst, engine, overwrite=settings.overwrite, encode=settings.encode,
-                             reset_on_cut=settings.reset_on_cut, reset_every=settings.reset_every)
+                             reset_on_cut=settings.reset_on_cut, reset_every=settings.reset_every,
+                             adapt=settings.adapt, log=lambda line: None)
     except _USER_ERRORS as e:
         return FileResult(src, dst, False, wall_s=round(time.perf_counter() - started, 3), error=str(e),
                           error_kind="input", node=node)
-    return FileResult(src, dst, True, stats.frames, round(time.perf_counter() - started, 3), node=node)
+    return FileResult(src, dst, True, stats.frames, round(time.perf_counter() - started, 3), node=node,
+                      adapt=stats.adapt.summary() if stats.adapt is not None else None)
 
 
 def import_ray() -> Any:

@@ -30,6 +30,9 @@ import torch
 from vdeblur.export.artifact_cache import to_stderr
 from vdeblur.train.frames import to_uint8
 
+from .adapt import AdaptConfig, AdaptResult
+from .adapt.adapter import adapt_backend, check_adaptable
+from .adapt.adapter import save_adapted as save_adapted_weights
 from .backends.base import Backend
 from .nvcodec import CudaFrame, NvencWriter, VideoIOChoice, nvdec_demux, pick_video_io
 from .part_files import PartFile, remove_stale_part_files
@@ -71,6 +74,7 @@ class RunStats:
     wall_s: float = 0.0
     stage_s: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "infer": 0.0, "encode": 0.0})
     state_starts: int = 0
+    adapt: AdaptResult | None = None  # what --adapt did, when it ran
 
     def summary(self) -> str:
         fps = {k: (self.frames / v if v > 0 else float("inf")) for k, v in self.stage_s.items()}
@@ -138,6 +142,12 @@ def check_output(dst: Path, overwrite: bool) -> None:
         raise VideoError(f"output folder {dst.parent} is not writable")
 
 
+def check_checkpoint_output(path: Path, overwrite: bool) -> None:
+    if path.suffix != ".safetensors":
+        raise VideoError(f"checkpoint {path} must end in .safetensors (the format --model loads)")
+    check_output(path, overwrite)
+
+
 def check_distinct_outputs(jobs: Sequence[tuple[str | Path, str | Path]]) -> None:
     """Refuse jobs that would write one output twice or write over another job's input, before any
     work starts (e.g. two folders holding files of the same name, deblurred into one folder)."""
@@ -155,14 +165,23 @@ def check_distinct_outputs(jobs: Sequence[tuple[str | Path, str | Path]]) -> Non
 
 def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrite: bool = False,
                  encode: EncodeOptions = EncodeOptions(), reset_on_cut: bool = False, reset_every: int = 0,
-                 tile: TileSpec | None = None, video_io: str = "pyav",
-                 progress: Callable[[int, int], None] | None = None,
+                 tile: TileSpec | None = None, video_io: str = "pyav", adapt: AdaptConfig | None = None,
+                 save_adapted: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
+                 adapt_progress: Callable[[float, float], None] | None = None,
                  log: Callable[[str], None] | None = None) -> RunStats:
     """``video_io``: "pyav" (CPU codecs), "nvcodec" (NVDEC/NVENC, an error where they cannot run) or
     "auto" (NVDEC/NVENC where they can run, else PyAV, the reason given to ``log``, default stderr);
-    see ``nvcodec``."""
+    see ``nvcodec``. ``adapt``: first fine-tune a copy of the (torch) backend's model on the clip's own
+    sharpest frames (``vdeblur.engine.adapt``), kept only where it beats the base weights on pairs it
+    did not train on; ``save_adapted`` writes the weights used as a checkpoint once the video is written."""
     src, dst = Path(src), Path(dst)
     check_paths(src, dst, overwrite)
+    if adapt is not None:
+        check_adaptable(backend)
+    if save_adapted is not None:
+        if adapt is None:
+            raise ValueError("--save-adapted writes the weights --adapt made; add --adapt")
+        check_checkpoint_output(Path(save_adapted), overwrite)
     choice = pick_video_io(src, video_io, codec=encode.codec, device=str(backend.device), say=log)  # before any output
     say = to_stderr if log is None else log
     for stale in remove_stale_part_files(dst):  # what a run killed by SIGKILL or a power cut left
@@ -173,6 +192,9 @@ def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrit
         raise VideoError(f"input {src}: {scan.problem()}")
     if scan.timing.regenerated:
         say(f"vdeblur: {src}: {scan.timing.reason}; all timestamps regenerated from the frame rate")
+    if adapt is not None:
+        backend, stats.adapt = adapt_backend(backend, src, scan.frames, adapt, adapt_progress)
+        say(f"vdeblur: {src.name}: {stats.adapt.summary()}")
     container = open_input(src)
     part = PartFile(dst)  # locked while this run writes it: another run's cleanup leaves it alone
     tmp = part.path
@@ -184,6 +206,8 @@ def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrit
             _run_stages(_retimed(items, scan.timing), stream, writer, stats, scan.frames, progress)
             stats.state_starts = stream.state_starts
         os.replace(tmp, dst)
+        if save_adapted is not None and stats.adapt is not None:
+            save_adapted_weights(stats.adapt, save_adapted, src)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -1,0 +1,179 @@
+"""``adapt_model``: from a clip and a model to the weights that deblur that clip best, within a budget.
+
+    survey (pass 1) -> plan pairs -> render train + held-back pairs -> fine-tune a copy -> check
+
+The check is what makes adaptation safe to leave on: the adapted copy is kept only when it beats
+the base model on pairs it never trained on by ``keep_margin_db``; otherwise the base weights
+deblur the clip, exactly as without ``--adapt``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vdeblur.train.archs.base import DeblurModel, padded_size
+
+from .finetune import TuneSettings, finetune, pairs_psnr, restore
+from .pairs import PairPlan, plan_pairs, render_pairs
+from .survey import ClipSurvey, survey_frames, survey_video
+
+_REFERENCE_PIXELS = 1280 * 720
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    # Seconds of adaptation (pair synthesis, fine-tuning and the check); None: default_budget().
+    budget_s: float | None = None
+    crop: int = 128  # side of a training window, px (smaller frames use their own size)
+    window: int = 2  # frames unrolled per training clip, as the bundled models were trained
+    train_clips: int = 64
+    check_clips: int = 8
+    check_frames: int = 4  # held-back clips run longer than training windows: the state is checked too
+    sources: int = 4  # sharpest frames the pairs are cut from
+    keep_margin_db: float = 0.05  # the adapted copy must beat the base by this on held-back pairs
+    # What the pairs' sharp side is: "restored", the base model's output for the sharpest frames, or
+    # "frames", those frames as decoded (only right when some frames are truly sharp).
+    targets: str = "restored"
+    blur_px: tuple[float, float] | None = None  # the pairs' blur range; None: as much as the clip's frames show
+    # The pairs' noise and compression: the "training" mix (the base model keeps its denoising), or
+    # Gaussian noise of the level "measured" on the clip (it cost up to 1.1 dB on noisy clips: the
+    # synthesis's noise is signal-dependent in linear light, a level measured in sRGB is not).
+    degrade: str = "training"
+    seed: int = 0
+    tune: TuneSettings = TuneSettings()
+
+    def __post_init__(self) -> None:
+        if self.budget_s is not None and self.budget_s <= 0:
+            raise ValueError(f"the adaptation budget must be > 0 seconds; got {self.budget_s}")
+        if min(self.crop, self.window, self.train_clips, self.check_clips, self.check_frames, self.sources) < 1:
+            raise ValueError("crop, window, train_clips, check_clips, check_frames and sources must be >= 1")
+        if self.targets not in ("restored", "frames"):
+            raise ValueError(f"targets must be 'restored' or 'frames'; got {self.targets!r}")
+        if self.degrade not in ("training", "measured"):
+            raise ValueError(f"degrade must be 'training' or 'measured'; got {self.degrade!r}")
+
+
+def default_budget(frames: int, height: int, width: int, device: torch.device | str = "cpu") -> float:
+    """Seconds of adaptation when none is asked for: a fixed part (pairs, the check, enough steps to
+    learn a clip's look) plus 3 CPU-minutes per minute of 30 fps 720p; a GPU runs ~50x the steps per
+    second, so it gets a tenth of it."""
+    minutes_720p = frames / (30 * 60) * (height * width) / _REFERENCE_PIXELS
+    budget = 60.0 + 180.0 * minutes_720p
+    return budget / 10 if torch.device(device).type == "cuda" else budget
+
+
+@dataclass(frozen=True, eq=False)
+class AdaptResult:
+    model: DeblurModel  # the weights to deblur with: the adapted copy, or the base when it did not help
+    adapted: bool
+    base_psnr: float  # mean over the held-back pairs, dB
+    adapted_psnr: float
+    steps: int
+    seconds: float
+    plan: PairPlan
+
+    def summary(self) -> str:
+        gain = self.adapted_psnr - self.base_psnr
+        verdict = "kept" if self.adapted else "not kept: deblurring with the base weights"
+        return (f"adapted for {self.seconds:.0f} s ({self.steps} steps, {self.plan.describe()}): "
+                f"{gain:+.2f} dB on held-back pairs; {verdict}")
+
+
+def adapt_model(clip: str | Path | Iterable[np.ndarray], base: DeblurModel, config: AdaptConfig = AdaptConfig(), *,
+                total: int | None = None, progress: Callable[[float, float], None] | None = None) -> AdaptResult:
+    """Adapt ``base`` to a clip: a video file (``total``: its frame count, else counted by decoding)
+    or its frames ((H, W, 3) uint8 each, ``total`` needed for an iterator). ``progress(spent_s,
+    budget_s)`` is called as the budget is spent."""
+    started = time.monotonic()
+    survey = _survey(clip, total)
+    budget = config.budget_s or default_budget(survey.frames, survey.height, survey.width,
+                                               next(base.parameters()).device)
+    picked = survey.candidates[:config.sources]
+    targets = [restore(base, c.rgb) if config.targets == "restored" else c.rgb for c in picked]
+    plan = plan_pairs(survey, targets, blur_px=config.blur_px, degrade=config.degrade)
+    size = _crop_size(config.crop, survey, base.pad_multiple)
+    # With two or more frames to learn from, the check's pairs come from one that no training pair
+    # is cut from: scored on content it trained on, the adapted copy would look better than it is.
+    train_plan, check_plan = plan, plan
+    if len(plan.sources) > 1:
+        train_plan, check_plan = replace(plan, sources=plan.sources[:-1]), replace(plan, sources=plan.sources[-1:])
+    train_x, train_y = render_pairs(train_plan, count=config.train_clips, frames=config.window, size=size,
+                                    seed=config.seed)
+    check_x, check_y = render_pairs(check_plan, count=config.check_clips, frames=config.check_frames, size=size,
+                                    seed=config.seed + 1_000_003)  # other windows and paths than any training clip
+    check_start = time.monotonic()
+    base_scores = pairs_psnr(base, check_x, check_y)
+    check_cost = time.monotonic() - check_start
+    deadline = started + budget - check_cost  # the adapted copy's check must fit in the budget too
+
+    def report(step: int, loss: float) -> None:
+        if progress is not None:
+            progress(min(time.monotonic() - started, budget), budget)
+
+    run = finetune(base, train_x, train_y, deadline=deadline, settings=config.tune, seed=config.seed, progress=report)
+    adapted_scores = pairs_psnr(run.model, check_x, check_y)
+    base_psnr, adapted_psnr = float(base_scores.mean()), float(adapted_scores.mean())
+    keep = run.steps > 0 and adapted_psnr - base_psnr >= config.keep_margin_db
+    if progress is not None:
+        progress(budget, budget)
+    return AdaptResult(run.model if keep else base, keep, base_psnr, adapted_psnr, run.steps,
+                       time.monotonic() - started, plan)
+
+
+def _survey(clip: str | Path | Iterable[np.ndarray], total: int | None) -> ClipSurvey:
+    if isinstance(clip, (str, Path)):
+        if total is None:
+            from ..scan import scan_source
+
+            total = scan_source(clip).frames
+        return survey_video(clip, total)
+    frames = clip if total is not None else list(clip)
+    return survey_frames(frames, total if total is not None else len(frames))  # type: ignore[arg-type]
+
+
+def _crop_size(crop: int, survey: ClipSurvey, multiple: int) -> int:
+    """The training window's side: ``crop``, or the largest multiple of the model's that fits the frame."""
+    fits = min(crop, survey.height, survey.width)
+    size = fits // multiple * multiple
+    return size if size >= multiple else padded_size(fits, multiple)
+
+
+def check_adaptable(backend: object) -> None:
+    """Adaptation trains PyTorch weights; an exported graph (ONNX Runtime, TensorRT) has none to train."""
+    from ..backends.torch_backend import TorchBackend
+
+    if not isinstance(backend, TorchBackend):
+        raise ValueError(f"--adapt fine-tunes PyTorch weights, and the {getattr(backend, 'name', backend)} backend "
+                         f"runs an exported model; give a .safetensors checkpoint or a model name with --backend "
+                         f"torch (or auto)")
+
+
+def adapt_backend(backend: object, src: str | Path, total: int, config: AdaptConfig,
+                  progress: Callable[[float, float], None] | None = None) -> tuple[object, AdaptResult]:
+    """A torch backend like ``backend`` (device, FP16, compile mode) running the weights adapted to ``src``."""
+    from ..backends.torch_backend import TorchBackend
+
+    check_adaptable(backend)
+    assert isinstance(backend, TorchBackend)
+    result = adapt_model(src, backend.model, config, total=total, progress=progress)
+    if not result.adapted:
+        return backend, result
+    return TorchBackend(result.model, backend.device, fp16=backend.fp16, compile=backend.compile), result
+
+
+def save_adapted(result: AdaptResult, path: str | Path, source: str | Path, base: str | Path | None = None) -> Path:
+    """The weights ``result`` deblurred with as a self-describing checkpoint (loadable with ``--model``),
+    saying in its metadata what they were adapted to and how."""
+    from vdeblur.train.checkpoint import save_checkpoint
+
+    report = {"clip": str(source), "adapted": result.adapted, "base_psnr": result.base_psnr,
+              "adapted_psnr": result.adapted_psnr, "steps": result.steps, "seconds": result.seconds,
+              "pairs": result.plan.describe()}
+    return save_checkpoint(path, result.model, metrics={"adapt_check_gain": result.adapted_psnr - result.base_psnr},
+                           extra={"adapt": report, "base": str(base) if base is not None else ""})

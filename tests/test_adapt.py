@@ -1,0 +1,214 @@
+"""``--adapt``: the survey, the pairs, the fallback, the CLI and the output it writes."""
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import make_clip
+
+from vdeblur.engine.adapt import AdaptConfig, adapt_model
+from vdeblur.engine.adapt.adapter import default_budget
+from vdeblur.engine.adapt.pairs import plan_pairs, render_pairs
+from vdeblur.engine.adapt.survey import survey_frames
+from vdeblur.engine.cli import cli
+from vdeblur.train.checkpoint import load_checkpoint, read_info
+from vdeblur.train.synth.clip import ShakeConfig, render_shake_clip
+
+QUICK = AdaptConfig(budget_s=3, crop=32, train_clips=4, check_clips=2, check_frames=2, sources=2)
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def shaken(photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Twelve frames of one photo, alternately near-sharp and blurred (blur known by construction)."""
+    sharp_cfg = ShakeConfig(blur_px=(0.3, 0.3), noise=None, compression=None)
+    blur_cfg = ShakeConfig(blur_px=(9.0, 9.0), noise=None, compression=None)
+    frames, blur = [], []
+    for t in range(12):
+        near_sharp = t % 4 == 0
+        clip, _ = render_shake_clip(photo, frames=1, height=96, width=128, seed=5, centred=True,
+                                    config=sharp_cfg if near_sharp else blur_cfg)
+        frames.append(clip[0])
+        blur.append(0.3 if near_sharp else 9.0)
+    return np.stack(frames), np.asarray(blur)
+
+
+@pytest.fixture(scope="module")
+def sample_clip(tmp_path_factory, photo: np.ndarray, shaken) -> Path:
+    """The shaken frames as an H.264 file with audio: something --adapt can learn from."""
+    path = tmp_path_factory.mktemp("adapt") / "shaken.mp4"
+    frames, _ = shaken
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=24, options={"crf": "12"})
+        v.width, v.height, v.pix_fmt = 128, 96, "yuv420p"
+        for f in frames:
+            c.mux(v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(v.encode(None))
+    return path
+
+
+def test_survey_keeps_the_sharp_frames_of_each_segment(shaken) -> None:
+    frames, blur = shaken
+    survey = survey_frames(iter(frames), len(frames), segments=3)
+    assert survey.frames == 12 and len(survey.candidates) == 3
+    assert all(blur[c.index] < 1 for c in survey.candidates)  # each stretch's near-sharp frame, not a blurred one
+    assert np.corrcoef(survey.scores, -blur)[0, 1] > 0.9
+
+
+def test_pairs_are_as_blurred_as_the_clip_and_cut_from_the_sharp_frames(shaken) -> None:
+    frames, blur = shaken
+    survey = survey_frames(iter(frames), len(frames), segments=3)
+    plan = plan_pairs(survey, [c.rgb for c in survey.candidates])
+    lo, hi = plan.blur_px
+    assert lo < 3 and 5 < hi < 14, plan.blur_px  # near-sharp and ~9 px frames: the range spans both
+    blurred, sharp = render_pairs(plan, count=3, frames=2, size=32, seed=0)
+    assert blurred.shape == sharp.shape == (3, 2, 32, 32, 3) and blurred.dtype == np.uint8
+    assert np.abs(blurred.astype(int) - sharp).mean() > 1  # the blurred side is blurred
+
+
+def test_adaptation_that_does_not_help_keeps_the_base_weights(fast_checkpoint, shaken, one_thread) -> None:
+    frames, _ = shaken
+    base, _ = load_checkpoint(fast_checkpoint)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    # A margin no adaptation can reach: the check must refuse the adapted copy.
+    result = adapt_model(list(frames), base, AdaptConfig(**{**QUICK.__dict__, "keep_margin_db": 100.0}))
+    assert not result.adapted and result.model is base and result.steps > 0
+    assert "not kept" in result.summary()
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())  # the base is never trained
+
+
+def test_adaptation_that_helps_is_kept(fast_checkpoint, shaken, one_thread) -> None:
+    frames, _ = shaken
+    base, _ = load_checkpoint(fast_checkpoint)
+    result = adapt_model(list(frames), base, AdaptConfig(**{**QUICK.__dict__, "keep_margin_db": -100.0}))
+    assert result.adapted and result.model is not base
+    changed = any(not torch.equal(a, b) for a, b in zip(base.state_dict().values(), result.model.state_dict().values()))
+    assert changed and result.seconds < 3 + 10  # the budget, plus the survey and pair synthesis of a tiny clip
+
+
+def test_default_budget_grows_with_the_video_and_shrinks_on_a_gpu() -> None:
+    ten_s_small = default_budget(300, 240, 320)
+    minute_720p = default_budget(1800, 720, 1280)
+    assert 60 <= ten_s_small < 65 and minute_720p == pytest.approx(240)
+    assert default_budget(1800, 720, 1280, "cuda") == pytest.approx(24)
+
+
+def test_cli_adapts_saves_the_weights_and_writes_a_faithful_file(tmp_path: Path, sample_clip: Path,
+                                                                 fast_checkpoint, one_thread) -> None:
+    out, weights = tmp_path / "out.mp4", tmp_path / "adapted.safetensors"
+    code, text = _run(str(sample_clip), str(out), "--model", str(fast_checkpoint), "--adapt", "2",
+                      "--save-adapted", str(weights), "--threads", "1")
+    assert code == 0, text
+    assert "adapted for" in text and "held-back pairs" in text
+    with av.open(str(sample_clip)) as a, av.open(str(out)) as b:
+        src = [(f.pts, f.time) for f in a.decode(video=0)]
+        dst = [(f.pts, f.time) for f in b.decode(video=0)]
+    assert [t for _, t in dst] == pytest.approx([t for _, t in src])  # every frame, at its time
+    info = read_info(weights)
+    assert info.model == "vdeblur_fast" and "adapt" in info.extra and info.extra["adapt"]["clip"] == str(sample_clip)
+    again = tmp_path / "again.mp4"  # the saved checkpoint runs with --model like any other
+    code, text = _run(str(sample_clip), str(again), "--model", str(weights), "--quiet")
+    assert code == 0 and again.is_file(), text
+    code, text = _run(str(sample_clip), str(tmp_path / "third.mp4"), "--model", str(fast_checkpoint), "--adapt", "2",
+                      "--save-adapted", str(weights), "--quiet")  # refuses to overwrite the saved weights
+    assert code == 1 and "already exists" in text and not (tmp_path / "third.mp4").exists()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--adapt", "soon"], "'soon' is not a budget in seconds"),
+    (["--adapt", "0"], "is not a budget in seconds"),
+    (["--save-adapted", "w.safetensors"], "add --adapt"),
+    (["--adapt", "--save-adapted", "w.pt"], "must end in .safetensors"),
+    (["--adapt", "--backend", "onnxruntime"], "fine-tunes PyTorch weights"),
+])
+def test_cli_refuses_what_adaptation_cannot_do_in_one_line(tmp_path: Path, sample_clip: Path, fast_checkpoint,
+                                                           args: list[str], expected: str) -> None:
+    out = tmp_path / "out.mp4"
+    pytest.importorskip("onnxruntime") if "onnxruntime" in args else None
+    code, text = _run(str(sample_clip), str(out), "--model", str(fast_checkpoint), *args)
+    assert code in (1, 2) and expected in text, text
+    assert not out.exists() and not list(tmp_path.glob("*.safetensors"))
+
+
+def test_live_sources_refuse_adapt(tmp_path: Path, fast_checkpoint) -> None:
+    code, text = _run("udp://127.0.0.1:5000", str(tmp_path / "out.mp4"), "--model", str(fast_checkpoint), "--adapt")
+    assert code == 1 and "live source has no whole clip" in text, text
+    assert len(text.strip().splitlines()) == 1
+
+
+def test_several_files_adapt_each_but_save_only_one(tmp_path: Path, sample_clip: Path, fast_checkpoint) -> None:
+    other = tmp_path / "other.mp4"
+    make_clip(other, frames=4, width=64, height=48)
+    code, text = _run(str(sample_clip), str(other), str(tmp_path / "outs"), "--model", str(fast_checkpoint),
+                      "--adapt", "--save-adapted", str(tmp_path / "w.safetensors"))
+    assert code == 1 and "one input" in text and not (tmp_path / "outs").exists()
+    code, text = _run(str(sample_clip), str(other), str(tmp_path / "outs2"), "--model", str(fast_checkpoint),
+                      "--adapt", "--streams", "2")
+    assert code == 1 and "--streams" in text
+
+
+@pytest.fixture(scope="module")
+def graded(photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ten frames of one photo shaken by known lengths from 0.3 to 14 px, in shuffled order, noisy and H.264-coded."""
+    from vdeblur.train.synth.degrade import NoiseConfig, h264_roundtrip
+
+    blur = np.array([4.0, 0.3, 14.0, 2.0, 8.0, 1.0, 11.0, 3.0, 6.0, 0.6])
+    noise = NoiseConfig(probability=1.0, shot=(3e-4, 3e-4), read=(1e-3, 1e-3))
+    frames = [render_shake_clip(photo, frames=1, height=120, width=160, seed=t, centred=True,
+                                config=ShakeConfig(blur_px=(px, px), noise=noise, compression=None))[0][0]
+              for t, px in enumerate(blur)]
+    return h264_roundtrip(np.stack(frames), 23), blur
+
+
+def test_the_chosen_sharpness_ranks_frames_by_their_true_blur(graded) -> None:
+    from scipy.stats import spearmanr
+
+    from vdeblur.engine.adapt.sharpness import gray_thumbnail, sharpness
+
+    frames, blur = graded
+    scores = [sharpness(gray_thumbnail(f)) for f in frames]
+    assert spearmanr(scores, -blur).statistic > 0.9
+    assert blur[int(np.argmax(scores))] <= 1.0
+
+
+def test_blur_lengths_are_read_off_the_clips_own_sharpest_frame(graded) -> None:
+    from scipy.stats import spearmanr
+
+    from vdeblur.engine.adapt.sharpness import estimate_blur_px, gray_thumbnail, noise_sigma, sharpness
+
+    frames, blur = graded
+    scores = np.array([sharpness(gray_thumbnail(f)) for f in frames])
+    best = int(np.argmax(scores))
+    estimate = estimate_blur_px(frames[best], scores, min(noise_sigma(gray_thumbnail(f)) for f in frames))
+    truth = blur - blur[best]
+    assert spearmanr(estimate, truth).statistic > 0.9
+    assert np.median(np.abs(estimate - truth)) < 2.0, np.round(estimate, 1)
+
+
+def test_noise_sigma_measures_added_noise_and_ignores_texture(photo: np.ndarray) -> None:
+    from vdeblur.engine.adapt.sharpness import gray_thumbnail, noise_sigma
+
+    clean = gray_thumbnail(photo, max_side=512)
+    rng = np.random.default_rng(0)
+    for sigma in (2 / 255, 5 / 255):
+        noisy = clean + rng.standard_normal(clean.shape).astype(np.float32) * sigma
+        assert noise_sigma(noisy) == pytest.approx(sigma, rel=0.3)
+    assert noise_sigma(clean) < 2 / 255  # a detailed photo's texture alone does not read as noise
+
+
+def test_a_real_shutter_scales_the_blur_by_the_exposure() -> None:
+    from vdeblur.train.synth.clip import draw_shot, shake_config
+
+    assert shake_config() == ShakeConfig()  # the default exposure-normalised blur is unchanged
+    short = shake_config(blur_px=(8.0, 8.0), shutter=(0.25, 0.25))
+    whole = shake_config(blur_px=(8.0, 8.0), shutter=(1.0, 1.0))
+    _, blur_short, duty, _ = draw_shot(np.random.default_rng(0), short, (200, 200), height=64, width=64)
+    _, blur_whole, _, _ = draw_shot(np.random.default_rng(0), whole, (200, 200), height=64, width=64)
+    assert duty == 0.25 and blur_short == pytest.approx(2.0) and blur_whole == pytest.approx(8.0)
