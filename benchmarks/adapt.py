@@ -37,10 +37,11 @@ class ClipAdapt:
     base_psnr: float
     adapted_psnr: float  # of the weights adaptation kept (the base ones when it fell back)
     kept: bool
-    check_gain: float  # adapted - base on the held-back pseudo-pairs, dB
+    check_gain: float  # adapted - base on the held-back pseudo-pairs (the smaller of the two sets), dB; nan: skipped
     steps: int
     seconds: float
-    blur_px: tuple[float, float]
+    blur_px: tuple[float, float]  # the clip's blur as estimated (10th-90th percentile of its frames)
+    skipped: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class SetAdapt:
     worst_added: float
     best_added: float
     kept_share: float
+    skipped_share: float  # clips with no nearly sharp frame, not adapted
     seconds_per_frame: float
 
 
@@ -68,27 +70,41 @@ def evaluate_set(model_name: str, clips: list[Clip], data: str, budget: float, c
         p_adapt = p_base if not result.adapted else \
             psnr_ssim_uint8(from_uint8(model_method(result.model)(clip.blurred)), from_uint8(clip.sharp))[0]
         rows.append(ClipAdapt(clip.name, len(clip.blurred), p_in, p_base, p_adapt, result.adapted,
-                              result.adapted_psnr - result.base_psnr, result.steps, result.seconds, result.plan.blur_px))
+                              result.check_gain, result.steps, result.seconds, result.plan.blur_px, result.skipped))
+        verdict = "skipped" if result.skipped else "kept" if result.adapted else "fell back"
         print(f"  {data} {clip.name}: base {p_base - p_in:+.2f} adapted {p_adapt - p_in:+.2f} "
-              f"({'kept' if result.adapted else 'fell back'}, check {rows[-1].check_gain:+.2f}, {result.steps} steps, "
+              f"({verdict}, check {rows[-1].check_gain:+.2f}, {result.steps} steps, "
               f"blur {result.plan.blur_px[0]:.1f}-{result.plan.blur_px[1]:.1f})", flush=True)
     frames = np.array([r.frames for r in rows], dtype=float)
     mean = lambda xs: float(np.average(xs, weights=frames))  # noqa: E731  (frame-weighted, as model_study)
     added = [r.adapted_psnr - r.base_psnr for r in rows]
     summary = SetAdapt(data, budget, len(rows), mean([r.base_psnr - r.input_psnr for r in rows]),
                        mean([r.adapted_psnr - r.input_psnr for r in rows]), mean(added), float(min(added)),
-                       float(max(added)), float(np.mean([r.kept for r in rows])),
+                       float(max(added)), float(np.mean([r.kept for r in rows])), float(np.mean([bool(r.skipped) for r in rows])),
                        float(sum(r.seconds for r in rows) / frames.sum()))
     return summary, rows
 
 
 def markdown(model: str, results: list[SetAdapt]) -> str:
     lines = [f"| model | data | budget s | clips | gain without | gain with --adapt | added | worst clip | best clip | "
-             f"adapted kept | adapt s / frame |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"adapted kept | skipped | adapt s / frame |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {model} | {r.data} | {r.budget_s:g} | {r.clips} | {r.base_gain:+.2f} | {r.adapted_gain:+.2f} | "
-              f"{r.added:+.2f} | {r.worst_added:+.2f} | {r.best_added:+.2f} | {r.kept_share:.0%} | "
+              f"{r.added:+.2f} | {r.worst_added:+.2f} | {r.best_added:+.2f} | {r.kept_share:.0%} | {r.skipped_share:.0%} | "
               f"{r.seconds_per_frame:.2f} |" for r in results]
+    return "\n".join(lines) + "\n"
+
+
+def per_clip_markdown(per_clip: dict[str, list[dict]]) -> str:
+    """One row per clip and set: the gain over the input without and with adaptation, what the check
+    read and what was done (``x``: the base weights were used)."""
+    lines = ["| data @ budget | clip | gain without | added by --adapt | check | used |", "|---|---|---:|---:|---:|---|"]
+    for key, rows in per_clip.items():
+        for r in rows:
+            used = "skipped" if r.get("skipped") else "adapted" if r["kept"] else "x"
+            check = "" if r["check_gain"] != r["check_gain"] else f"{r['check_gain']:+.2f}"  # nan: skipped
+            lines.append(f"| {key} | {r['clip']} | {r['base_psnr'] - r['input_psnr']:+.2f} | "
+                         f"{r['adapted_psnr'] - r['base_psnr']:+.2f} | {check} | {used} |")
     return "\n".join(lines) + "\n"
 
 
@@ -121,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     header = (f"Measured with `python -m vdeblur.benchmarks.adapt {' '.join(sys.argv[1:] if argv is None else argv)}` "
               f"on {platform.processor() or platform.machine()}, torch {torch.__version__}, "
               f"{torch.get_num_threads()} thread(s).\n\n")
-    (args.out / "adapt.md").write_text(header + markdown(args.model, results))
+    (args.out / "adapt.md").write_text(header + markdown(args.model, results) + "\n" + per_clip_markdown(per_clip))
     (args.out / "adapt.json").write_text(json.dumps({"model": args.model, "config": asdict(config),
                                                      "sets": [asdict(r) for r in results], "per_clip": per_clip},
                                                     indent=1))

@@ -93,6 +93,27 @@ def test_adaptation_that_helps_is_kept(fast_checkpoint, shaken, one_thread) -> N
     assert changed and result.seconds < 3 + 10  # the budget, plus the survey and pair synthesis of a tiny clip
 
 
+def test_a_clip_blurred_throughout_is_not_adapted(photo: np.ndarray, shaken, one_thread) -> None:
+    """No nearly sharp frame: the restored 'sharpest' frames are no target, so no step is spent; the
+    same threshold lets a clip with near-sharp frames through. The bundled model restores the targets
+    (the estimate is read against them), so the threshold sits between the two clips' readings."""
+    from vdeblur.engine.backends import resolve_model
+
+    config = ShakeConfig(blur_px=(14.0, 14.0), noise=None, compression=None)
+    blurred = [render_shake_clip(photo, frames=1, height=96, width=128, seed=s, centred=True, config=config)[0][0]
+               for s in range(6)]
+    base, _ = load_checkpoint(resolve_model("vdeblur_deep"))
+    strict = AdaptConfig(**{**QUICK.__dict__, "max_sharpest_blur_px": 2.0})
+    result = adapt_model(blurred, base, strict)
+    assert result.skipped and not result.adapted and result.model is base and result.steps == 0
+    assert result.plan.blur_px[0] > strict.max_sharpest_blur_px
+    assert result.summary().startswith("not adapted: ") and "base weights" in result.summary()
+    assert result.seconds < strict.budget_s  # nothing of the budget was spent on fine-tuning
+    frames, _ = shaken
+    sharp_too = adapt_model(list(frames), base, strict)
+    assert not sharp_too.skipped and sharp_too.steps > 0
+
+
 def test_default_budget_grows_with_the_video_and_shrinks_on_a_gpu() -> None:
     ten_s_small = default_budget(300, 240, 320)
     minute_720p = default_budget(1800, 720, 1280)

@@ -3,8 +3,9 @@
     survey (pass 1) -> plan pairs -> render train + held-back pairs -> fine-tune a copy -> check
 
 The check is what makes adaptation safe to leave on: the adapted copy is kept only when it beats
-the base model on pairs it never trained on by ``keep_margin_db``; otherwise the base weights
-deblur the clip, exactly as without ``--adapt``.
+the base model by ``keep_margin_db`` on pairs it never trained on; otherwise the base weights deblur
+the clip, exactly as without ``--adapt``. A clip with no nearly sharp frame is not adapted at all: its "sharpest" frames,
+restored by the base model, are no better a target than the base model's output.
 """
 
 from __future__ import annotations
@@ -40,7 +41,14 @@ class AdaptConfig:
     # What the pairs' sharp side is: "restored", the base model's output for the sharpest frames, or
     # "frames", those frames as decoded (only right when some frames are truly sharp).
     targets: str = "restored"
-    blur_px: tuple[float, float] | None = None  # the pairs' blur range; None: as much as the clip's frames show
+    # The training pairs' blur range; None: as much as the clip's frames show (10th-90th percentile of
+    # the estimate). Reaching up to the top of the trained range (20 px) instead was measured too: it cut the
+    # losses on clips blurred throughout (data/eval) but cost the clips with nearly sharp frames, the
+    # ones adaptation is for, up to 2.2 dB (docs/adapt.md).
+    blur_px: tuple[float, float] | None = None
+    # Adapt only when the clip's least blurred frames (10th percentile of the estimate) are below this:
+    # past it there is no nearly sharp moment to learn from, and adapting lost on every such clip measured.
+    max_sharpest_blur_px: float = 6.0
     # The pairs' noise and compression: the "training" mix (the base model keeps its denoising), or
     # Gaussian noise of the level "measured" on the clip (it cost up to 1.1 dB on noisy clips: the
     # synthesis's noise is signal-dependent in linear light, a level measured in sRGB is not).
@@ -57,6 +65,8 @@ class AdaptConfig:
             raise ValueError(f"targets must be 'restored' or 'frames'; got {self.targets!r}")
         if self.degrade not in ("training", "measured"):
             raise ValueError(f"degrade must be 'training' or 'measured'; got {self.degrade!r}")
+        if self.blur_px is not None and not 0 < self.blur_px[0] <= self.blur_px[1]:
+            raise ValueError(f"blur_px must be a range with 0 < lo <= hi; got {self.blur_px}")
 
 
 def default_budget(frames: int, height: int, width: int, device: torch.device | str = "cpu") -> float:
@@ -72,17 +82,18 @@ def default_budget(frames: int, height: int, width: int, device: torch.device | 
 class AdaptResult:
     model: DeblurModel  # the weights to deblur with: the adapted copy, or the base when it did not help
     adapted: bool
-    base_psnr: float  # mean over the held-back pairs, dB
-    adapted_psnr: float
+    check_gain: float  # adapted minus base PSNR on the held-back pairs, dB; nan when no fine-tuning was tried
     steps: int
     seconds: float
     plan: PairPlan
+    skipped: str = ""  # why no fine-tuning was tried, when it was not
 
     def summary(self) -> str:
-        gain = self.adapted_psnr - self.base_psnr
+        if self.skipped:
+            return f"not adapted: {self.skipped}; deblurring with the base weights"
         verdict = "kept" if self.adapted else "not kept: deblurring with the base weights"
         return (f"adapted for {self.seconds:.0f} s ({self.steps} steps, {self.plan.describe()}): "
-                f"{gain:+.2f} dB on held-back pairs; {verdict}")
+                f"{self.check_gain:+.2f} dB on held-back pairs; {verdict}")
 
 
 def adapt_model(clip: str | Path | Iterable[np.ndarray], base: DeblurModel, config: AdaptConfig = AdaptConfig(), *,
@@ -97,18 +108,26 @@ def adapt_model(clip: str | Path | Iterable[np.ndarray], base: DeblurModel, conf
     picked = survey.candidates[:config.sources]
     targets = [restore(base, c.rgb) if config.targets == "restored" else c.rgb for c in picked]
     plan = plan_pairs(survey, targets, blur_px=config.blur_px, degrade=config.degrade)
+    lo = plan.blur_px[0]
+    if config.blur_px is None and lo > config.max_sharpest_blur_px:
+        if progress is not None:
+            progress(budget, budget)
+        return AdaptResult(base, False, float("nan"), 0, time.monotonic() - started, plan,
+                           skipped=f"even the clip's sharpest frames look blurred by ~{lo:.0f} px (over "
+                                   f"{config.max_sharpest_blur_px:g}): nothing sharp to learn from")
     size = _crop_size(config.crop, survey, base.pad_multiple)
     # With two or more frames to learn from, the check's pairs come from one that no training pair
     # is cut from: scored on content it trained on, the adapted copy would look better than it is.
-    train_plan, check_plan = plan, plan
+    train_sources, check_sources = plan.sources, plan.sources
     if len(plan.sources) > 1:
-        train_plan, check_plan = replace(plan, sources=plan.sources[:-1]), replace(plan, sources=plan.sources[-1:])
-    train_x, train_y = render_pairs(train_plan, count=config.train_clips, frames=config.window, size=size,
-                                    seed=config.seed)
-    check_x, check_y = render_pairs(check_plan, count=config.check_clips, frames=config.check_frames, size=size,
+        train_sources, check_sources = plan.sources[:-1], plan.sources[-1:]
+    train_x, train_y = render_pairs(replace(plan, sources=train_sources), count=config.train_clips,
+                                    frames=config.window, size=size, seed=config.seed)
+    check_x, check_y = render_pairs(replace(plan, sources=check_sources), count=config.check_clips,
+                                    frames=config.check_frames, size=size,
                                     seed=config.seed + 1_000_003)  # other windows and paths than any training clip
     check_start = time.monotonic()
-    base_scores = pairs_psnr(base, check_x, check_y)
+    base_psnr = float(pairs_psnr(base, check_x, check_y).mean())
     check_cost = time.monotonic() - check_start
     deadline = started + budget - check_cost  # the adapted copy's check must fit in the budget too
 
@@ -117,13 +136,11 @@ def adapt_model(clip: str | Path | Iterable[np.ndarray], base: DeblurModel, conf
             progress(min(time.monotonic() - started, budget), budget)
 
     run = finetune(base, train_x, train_y, deadline=deadline, settings=config.tune, seed=config.seed, progress=report)
-    adapted_scores = pairs_psnr(run.model, check_x, check_y)
-    base_psnr, adapted_psnr = float(base_scores.mean()), float(adapted_scores.mean())
-    keep = run.steps > 0 and adapted_psnr - base_psnr >= config.keep_margin_db
+    gain = float(pairs_psnr(run.model, check_x, check_y).mean()) - base_psnr
+    keep = run.steps > 0 and gain >= config.keep_margin_db
     if progress is not None:
         progress(budget, budget)
-    return AdaptResult(run.model if keep else base, keep, base_psnr, adapted_psnr, run.steps,
-                       time.monotonic() - started, plan)
+    return AdaptResult(run.model if keep else base, keep, gain, run.steps, time.monotonic() - started, plan)
 
 
 def _survey(clip: str | Path | Iterable[np.ndarray], total: int | None) -> ClipSurvey:
@@ -172,8 +189,8 @@ def save_adapted(result: AdaptResult, path: str | Path, source: str | Path, base
     saying in its metadata what they were adapted to and how."""
     from vdeblur.train.checkpoint import save_checkpoint
 
-    report = {"clip": str(source), "adapted": result.adapted, "base_psnr": result.base_psnr,
-              "adapted_psnr": result.adapted_psnr, "steps": result.steps, "seconds": result.seconds,
-              "pairs": result.plan.describe()}
-    return save_checkpoint(path, result.model, metrics={"adapt_check_gain": result.adapted_psnr - result.base_psnr},
+    report = {"clip": str(source), "adapted": result.adapted, "check_gain_db": result.check_gain,
+              "steps": result.steps, "seconds": result.seconds, "pairs": result.plan.describe(),
+              "skipped": result.skipped}
+    return save_checkpoint(path, result.model, metrics={} if result.skipped else {"adapt_check_gain": result.check_gain},
                            extra={"adapt": report, "base": str(base) if base is not None else ""})

@@ -1,10 +1,9 @@
-"""Training pairs made from the clip itself: its sharpest frames, shaken by the project's own camera
-synthesis (``render_shake_clip``) by as much blur as the clip's other frames show, with the clip's
-own noise added back.
+"""Training pairs made from the clip itself: its sharpest frames (as the base model restores them,
+by default), shaken by the project's own camera synthesis (``render_shake_clip``), with the sensor
+noise and compression mix the models were trained on.
 
-The target is the frame as decoded, so the pairs carry the clip's lens, sensor and encoder look on
-both sides; the synthetic blur averages the frame's own noise away, which is why noise of the
-measured level is put back on the blurred side.
+``plan_pairs`` reads how blurred the clip's frames are; the adapter decides which blur range the
+training and held-back pairs get from that (``AdaptConfig.blur_px``).
 """
 
 from __future__ import annotations
