@@ -74,7 +74,8 @@ def test_report_json_has_the_fields(batch):
     assert data["settings"]["encode"]["preset"] == "ultrafast" and data["settings"]["overwrite"] is False
     assert data["settings"]["device"] == "cpu"  # num_gpus=0: "auto" must not take an unreserved GPU
     for f in data["files"]:
-        assert set(f) == {"input", "output", "ok", "frames", "wall_s", "error", "error_kind", "node"}
+        assert set(f) == {"input", "output", "ok", "frames", "wall_s", "error", "error_kind", "node", "adapt"}
+        assert f["adapt"] is None  # no --adapt: nothing to report
     assert [f["frames"] for f in data["files"]] == [5, 0, 7]
 
 
@@ -145,3 +146,17 @@ def test_batch_command_runs_a_folder_and_exits_1_when_a_file_fails(local_ray, tm
     assert "a.mp4: 3 frames" in result.output and "b.mp4: failed (input)" in result.output
     report = json.loads((out / "vdeblur-batch.json").read_text())
     assert [f["ok"] for f in report["files"]] == [True, False] and not (out / "b.mp4").exists()
+
+
+def test_batch_adapts_each_file_on_its_own_task(local_ray, tmp_path, fast_checkpoint):
+    """``vdeblur batch --adapt``: the task adapts its own copy to its file and reports what it did."""
+    from vdeblur.engine.adapt import AdaptConfig
+
+    make_clip(tmp_path / "walk.mp4", width=64, height=48, frames=6, audio=True)
+    quick = AdaptConfig(budget_s=2, crop=32, train_clips=4, check_clips=2, check_frames=2, sources=2)
+    report = cluster.run_batch([(tmp_path / "walk.mp4", tmp_path / "out.mp4")], str(fast_checkpoint),
+                               num_cpus=1, encode=_FAST, adapt=quick, report=tmp_path / "report.json")
+    (result,) = report.files
+    assert result.ok and result.frames == 6 and (tmp_path / "out.mp4").exists()
+    assert result.adapt is not None and ("adapted for" in result.adapt or result.adapt.startswith("not adapted"))
+    assert json.loads((tmp_path / "report.json").read_text())["files"][0]["adapt"] == result.adapt
