@@ -25,9 +25,14 @@ from vdeblur.train.synth.clip import ShakeConfig, render_shake_clip
 Measure = Callable[[np.ndarray], float]
 
 
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H, W) float32 luma in [0, 1]."""
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
+
+
 def gray_thumbnail(rgb: np.ndarray, max_side: int = 320) -> np.ndarray:
     """(H, W, 3) uint8 -> (h, w) float32 luma in [0, 1], area-downscaled so the longer side is <= max_side."""
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
+    gray = luma(rgb)
     scale = max(gray.shape) / max_side
     if scale > 1:
         size = (max(1, round(gray.shape[1] / scale)), max(1, round(gray.shape[0] / scale)))

@@ -12,11 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..video_io import DecodedFrame, demux, open_input
-from .sharpness import gray_thumbnail, noise_sigma, sharpness
+from .sharpness import gray_thumbnail, luma, noise_sigma, sharpness
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,7 +58,7 @@ def survey_frames(frames: Iterable[np.ndarray], total: int, segments: int = 8) -
     candidates = tuple(sorted(best.values(), key=lambda c: -c.score))
     # Texture inflates a noise estimate, never deflates it: the lowest over the candidates is the
     # one closest to the sensor's.
-    noise = min(noise_sigma(_luma(c.rgb)) for c in candidates)
+    noise = min(noise_sigma(luma(c.rgb)) for c in candidates)
     h, w = candidates[0].rgb.shape[:2]
     return ClipSurvey(np.asarray(scores, dtype=np.float64), candidates, float(noise), h, w)
 
@@ -70,6 +69,3 @@ def survey_video(path: str | Path, total: int, segments: int = 8) -> ClipSurvey:
         decoded = (item.rgb for item in demux(container, path) if isinstance(item, DecodedFrame))
         return survey_frames(decoded, total, segments)
 
-
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
