@@ -42,6 +42,7 @@ class ClipAdapt:
     seconds: float
     blur_px: tuple[float, float]  # the clip's blur as estimated (10th-90th percentile of its frames)
     skipped: str = ""
+    real_gain: float = float("nan")  # adapted - base on the clip's own frames (realcheck), dB; nan: not measured
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,11 @@ def evaluate_set(model_name: str, clips: list[Clip], data: str, budget: float, c
         p_adapt = p_base if not result.adapted else \
             psnr_ssim_uint8(from_uint8(model_method(result.model)(clip.blurred)), from_uint8(clip.sharp))[0]
         rows.append(ClipAdapt(clip.name, len(clip.blurred), p_in, p_base, p_adapt, result.adapted,
-                              result.check_gain, result.steps, result.seconds, result.plan.blur_px, result.skipped))
+                              result.check_gain, result.steps, result.seconds, result.plan.blur_px, result.skipped,
+                              result.real_gain))
         verdict = "skipped" if result.skipped else "kept" if result.adapted else "fell back"
         print(f"  {data} {clip.name}: base {p_base - p_in:+.2f} adapted {p_adapt - p_in:+.2f} "
-              f"({verdict}, check {rows[-1].check_gain:+.2f}, {result.steps} steps, "
+              f"({verdict}, check {rows[-1].check_gain:+.2f}, own frames {result.real_gain:+.2f}, {result.steps} steps, "
               f"blur {result.plan.blur_px[0]:.1f}-{result.plan.blur_px[1]:.1f})", flush=True)
     frames = np.array([r.frames for r in rows], dtype=float)
     mean = lambda xs: float(np.average(xs, weights=frames))  # noqa: E731  (frame-weighted, as model_study)
@@ -98,13 +100,16 @@ def markdown(model: str, results: list[SetAdapt]) -> str:
 def per_clip_markdown(per_clip: dict[str, list[dict]]) -> str:
     """One row per clip and set: the gain over the input without and with adaptation, what the check
     read and what was done (``x``: the base weights were used)."""
-    lines = ["| data @ budget | clip | gain without | added by --adapt | check | used |", "|---|---|---:|---:|---:|---|"]
+    lines = ["| data @ budget | clip | gain without | added by --adapt | check | own frames | used |",
+             "|---|---|---:|---:|---:|---:|---|"]
     for key, rows in per_clip.items():
         for r in rows:
             used = "skipped" if r.get("skipped") else "adapted" if r["kept"] else "x"
             check = "" if r["check_gain"] != r["check_gain"] else f"{r['check_gain']:+.2f}"  # nan: skipped
+            real = r.get("real_gain", float("nan"))
+            real = "" if real != real else f"{real:+.2f}"
             lines.append(f"| {key} | {r['clip']} | {r['base_psnr'] - r['input_psnr']:+.2f} | "
-                         f"{r['adapted_psnr'] - r['base_psnr']:+.2f} | {check} | {used} |")
+                         f"{r['adapted_psnr'] - r['base_psnr']:+.2f} | {check} | {real} | {used} |")
     return "\n".join(lines) + "\n"
 
 
@@ -120,12 +125,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--blur-px", type=float, nargs=2, default=None, help="fixed blur range of the pairs")
     parser.add_argument("--degrade", choices=["training", "measured"], default=AdaptConfig().degrade)
     parser.add_argument("--targets", choices=["restored", "frames"], default=AdaptConfig().targets)
+    parser.add_argument("--no-real-check", action="store_true", help="keep on the synthetic check alone")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    config = AdaptConfig(targets=args.targets, degrade=args.degrade, blur_px=tuple(args.blur_px) if args.blur_px else None, tune=replace(AdaptConfig().tune, lr=args.lr, layers=args.layers))
+    config = AdaptConfig(real_check=not args.no_real_check, targets=args.targets, degrade=args.degrade, blur_px=tuple(args.blur_px) if args.blur_px else None, tune=replace(AdaptConfig().tune, lr=args.lr, layers=args.layers))
     results, per_clip = [], {}
     for folder in args.eval:
         clips = gopro_clips(folder, args.frames)[: args.clips or None]
@@ -134,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
             results.append(summary)
             per_clip[f"{folder}@{budget:g}"] = [asdict(r) for r in rows]
             print(markdown(args.model, [summary]).splitlines()[-1], flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)  # again: a long run should not lose its results to a moved folder
     header = (f"Measured with `python -m vdeblur.benchmarks.adapt {' '.join(sys.argv[1:] if argv is None else argv)}` "
               f"on {platform.processor() or platform.machine()}, torch {torch.__version__}, "
               f"{torch.get_num_threads()} thread(s).\n\n")

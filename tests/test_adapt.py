@@ -62,6 +62,40 @@ def test_survey_keeps_the_sharp_frames_of_each_segment(shaken) -> None:
     assert np.corrcoef(survey.scores, -blur)[0, 1] > 0.9
 
 
+def test_survey_keeps_each_sharp_frame_with_the_frames_around_it(shaken) -> None:
+    frames, _ = shaken
+    survey = survey_frames(iter(frames), len(frames), segments=3, neighbours=2)
+    for c in survey.candidates:
+        start = c.index - c.at
+        assert c.at == min(2, c.index) and start >= 0
+        assert len(c.window) == min(len(frames), c.index + 3) - start
+        assert all(np.array_equal(w, frames[start + i]) for i, w in enumerate(c.window))
+        assert c.window[c.at] is c.rgb
+    alone = survey_frames(iter(frames), len(frames), segments=3, neighbours=0)
+    assert all(len(c.window) == 1 and c.at == 0 for c in alone.candidates)
+
+
+def test_the_real_frame_check_rewards_what_brings_neighbours_to_the_sharp_frame(photo: np.ndarray) -> None:
+    """Neighbours that are the sharp frame shifted (the camera moved) read as close to it, whatever
+    the shift; their blurred versions read far, so deblurring reads as a gain and blurring as a loss."""
+    from vdeblur.engine.adapt.realcheck import closeness, real_frames_gain
+    from vdeblur.engine.adapt.survey import Candidate
+
+    sharp = photo[:96, :128].copy()
+    shifted = [np.roll(photo, (dy, dx), axis=(0, 1))[:96, :128].copy() for dy, dx in ((3, -2), (-4, 5))]
+    blurred = [render_shake_clip(f, frames=1, height=96, width=128, seed=1, centred=True,
+                                 config=ShakeConfig(blur_px=(8.0, 8.0), noise=None, compression=None))[0][0]
+               for f in shifted]
+    window = [shifted[0], sharp, shifted[1]]
+    c = Candidate(0, 1.0, sharp, window, 1)
+    restored, left = np.stack(window), np.stack([blurred[0], sharp, blurred[1]])
+    assert closeness([restored], [c]).min() > 30  # the shift is undone before comparing
+    gain = real_frames_gain([left], [restored], [c])
+    assert gain > 3 and real_frames_gain([restored], [left], [c]) == pytest.approx(-gain)
+    assert real_frames_gain([restored], [restored], [c]) == 0
+    assert np.isnan(real_frames_gain([], [], []))
+
+
 def test_pairs_are_as_blurred_as_the_clip_and_cut_from_the_sharp_frames(shaken) -> None:
     frames, blur = shaken
     survey = survey_frames(iter(frames), len(frames), segments=3)
@@ -87,10 +121,34 @@ def test_adaptation_that_does_not_help_keeps_the_base_weights(fast_checkpoint, s
 def test_adaptation_that_helps_is_kept(fast_checkpoint, shaken, one_thread) -> None:
     frames, _ = shaken
     base, _ = load_checkpoint(fast_checkpoint)
-    result = adapt_model(list(frames), base, AdaptConfig(**{**QUICK.__dict__, "keep_margin_db": -100.0}))
-    assert result.adapted and result.model is not base
+    result = adapt_model(list(frames), base, AdaptConfig(**{**QUICK.__dict__, "keep_margin_db": -100.0, "real_check": False}))
+    assert result.adapted and result.model is not base and np.isnan(result.real_gain)
     changed = any(not torch.equal(a, b) for a, b in zip(base.state_dict().values(), result.model.state_dict().values()))
     assert changed and result.seconds < 3 + 10  # the budget, plus the survey and pair synthesis of a tiny clip
+
+
+@pytest.mark.parametrize("real_gain", [-0.5, 0.5])
+def test_the_clips_own_frames_can_refuse_what_the_synthetic_pairs_accept(fast_checkpoint, shaken, one_thread,
+                                                                         monkeypatch, real_gain: float) -> None:
+    """The real-frame check runs on the survey's windows and has the last word: a loss there falls back
+    however well the synthetic pairs read."""
+    import vdeblur.engine.adapt.adapter as adapter
+
+    seen = []
+
+    def fake_gain(base_outputs, adapted_outputs, candidates):
+        seen.append([len(c.window) for c in candidates])
+        assert all(len(b) == len(a) == len(c.window) for b, a, c in zip(base_outputs, adapted_outputs, candidates))
+        return real_gain
+
+    monkeypatch.setattr(adapter, "real_frames_gain", fake_gain)
+    frames, _ = shaken
+    base, _ = load_checkpoint(fast_checkpoint)
+    result = adapt_model(list(frames), base, AdaptConfig(**{**QUICK.__dict__, "keep_margin_db": -100.0}))
+    assert seen and all(n > 1 for n in seen[0]) and len(seen[0]) == QUICK.sources
+    assert result.real_gain == real_gain and result.adapted == (real_gain >= 0)
+    assert (result.model is base) == (real_gain < 0)
+    assert f"{real_gain:+.2f} dB on the clip's own frames" in result.summary()
 
 
 def test_a_clip_blurred_throughout_is_not_adapted(photo: np.ndarray, shaken, one_thread) -> None:

@@ -20,7 +20,6 @@ from torch import nn
 from vdeblur.train.archs.base import DeblurModel
 from vdeblur.train.frames import from_uint8, to_uint8
 from vdeblur.train.losses import FFTLoss, content_loss
-from vdeblur.train.metrics import psnr_ssim_uint8
 from vdeblur.train.padding import run_padded
 from vdeblur.train.trainer import unroll
 
@@ -82,36 +81,36 @@ def finetune(base: DeblurModel, blurred: np.ndarray, sharp: np.ndarray, *, deadl
 
 
 @torch.no_grad()
-def pairs_psnr(model: DeblurModel, blurred: np.ndarray, sharp: np.ndarray) -> np.ndarray:
-    """(N,) mean PSNR of each held-back clip, frame by frame with the state carried, as the engine runs."""
+def run_clip(model: DeblurModel, frames: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> the model's output for each frame, in order with its state carried, as the engine runs."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    scores = []
-    for b, s in zip(from_uint8(blurred), from_uint8(sharp)):  # (T, 3, S, S) each
-        state = model.initial_state(1, *b.shape[-2:], device=device)
-        frame_scores = []
-        for t in range(b.shape[0]):
-            out, state = run_padded(model, b[t:t + 1].to(device), state)
-            frame_scores.append(psnr_ssim_uint8(out, s[t:t + 1].to(device))[0])
-        scores.append(np.mean(frame_scores))
+    x = from_uint8(frames).to(device)  # (T, 3, H, W)
+    state = model.initial_state(1, *x.shape[-2:], device=device)
+    out = []
+    for t in range(x.shape[0]):
+        y, state = run_padded(model, x[t:t + 1], state)
+        out.append(y[0])
     model.train(was_training)
-    return np.asarray(scores)
+    return to_uint8(torch.stack(out))
 
 
-@torch.no_grad()
+def pairs_psnr(model: DeblurModel, blurred: np.ndarray, sharp: np.ndarray) -> np.ndarray:
+    """(N,) mean PSNR of each held-back clip ((N, T, S, S, 3) uint8), frame by frame with the state carried."""
+    return np.asarray([np.mean([psnr_u8(o, t) for o, t in zip(run_clip(model, b), s)]) for b, s in zip(blurred, sharp)])
+
+
+def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR of two uint8 images, dB (capped at 100 for identical ones, as the project's metrics)."""
+    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
+    return 100.0 if mse == 0 else min(100.0, 10 * np.log10(255.0 ** 2 / mse))
+
+
 def restore(model: DeblurModel, rgb: np.ndarray, repeats: int = 3) -> np.ndarray:
     """(H, W, 3) uint8 -> the model's output for it, the frame fed ``repeats`` times so the recurrent
     state has settled on it as it would have mid-clip."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    frame = from_uint8(rgb)[None].to(device)  # (1, 3, H, W)
-    state = model.initial_state(1, *frame.shape[-2:], device=device)
-    for _ in range(repeats):
-        out, state = run_padded(model, frame, state)
-    model.train(was_training)
-    return to_uint8(out[0])
+    return run_clip(model, np.stack([rgb] * repeats))[-1]
 
 
 def _trainable(model: nn.Module, layers: str) -> list[nn.Parameter]:
