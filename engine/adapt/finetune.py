@@ -20,6 +20,7 @@ from torch import nn
 from vdeblur.train.archs.base import DeblurModel
 from vdeblur.train.frames import from_uint8, to_uint8
 from vdeblur.train.losses import FFTLoss, content_loss
+from vdeblur.train.metrics import psnr
 from vdeblur.train.padding import run_padded
 from vdeblur.train.trainer import unroll
 
@@ -102,9 +103,10 @@ def pairs_psnr(model: DeblurModel, blurred: np.ndarray, sharp: np.ndarray) -> np
 
 
 def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR of two uint8 images, dB (capped at 100 for identical ones, as the project's metrics)."""
-    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
-    return 100.0 if mse == 0 else min(100.0, 10 * np.log10(255.0 ** 2 / mse))
+    """The project's PSNR (``train.metrics.psnr``) of two (H, W, 3) uint8 images, dB, capped at 100
+    for identical ones as ``psnr_ssim_uint8`` does."""
+    pred, target = (torch.from_numpy(x).permute(2, 0, 1)[None] for x in (a, b))
+    return min(100.0, float(psnr(pred, target)[0]))
 
 
 def restore(model: DeblurModel, rgb: np.ndarray, repeats: int = 3) -> np.ndarray:
