@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from vdeblur.engine.adapt.finetune import run_clip
 from vdeblur.train.archs.base import DeblurModel
 from vdeblur.train.data import scan_gopro
-from vdeblur.train.frames import from_uint8, to_uint8
+from vdeblur.train.frames import from_uint8
 from vdeblur.train.metrics import psnr_ssim_uint8
-from vdeblur.train.padding import run_padded
 from vdeblur.train.synth import render_shake_clip
 from vdeblur.train.synth.sources import read_rgb, skimage_photos
 
@@ -106,19 +105,7 @@ def load_clips(config: QualityConfig) -> tuple[list[Clip], str]:
 
 def model_method(model: DeblurModel) -> ClipMethod:
     """Run ``model`` (FP32, on its own device) through a clip frame by frame with its state carried."""
-
-    @torch.no_grad()
-    def run(clip: np.ndarray) -> np.ndarray:
-        device = next(model.parameters()).device
-        frames = from_uint8(clip).to(device)  # (T, 3, H, W)
-        state = model.initial_state(1, frames.shape[2], frames.shape[3])
-        out = []
-        for frame in frames:
-            y, state = run_padded(model, frame[None], state)
-            out.append(y[0])
-        return to_uint8(torch.stack(out))
-
-    return run
+    return lambda clip: run_clip(model, clip)
 
 
 def baseline_method(frame_filter: FrameFilter) -> ClipMethod:
