@@ -1,12 +1,14 @@
 """Blur synthesis: determinism, linear-light averaging, blur magnitude, kernels, noise, compression."""
 
 import cv2
+import numba
 import numpy as np
 import pytest
 
 from vdeblur.train.synth import CameraConfig, CompressionConfig, NoiseConfig, ShakeConfig, render_shake_clip, render_video_clip
 from vdeblur.train.synth.camera import random_camera_path
-from vdeblur.train.synth.degrade import degrade_clip, h264_roundtrip, jpeg_roundtrip, linear_to_srgb, srgb_to_linear
+from vdeblur.train.synth.degrade import (_CODE_FROM, _CODE_START, SRGB_TO_LINEAR, _table_code, degrade_clip,
+                                         h264_roundtrip, jpeg_roundtrip, linear_to_srgb, srgb_codes, srgb_to_linear)
 from vdeblur.train.synth.temporal import subframe_count
 from vdeblur.train.synth.trajectories import clip_kernels, rasterize_kernel
 
@@ -65,6 +67,41 @@ def test_temporal_average_is_in_linear_light(photo: np.ndarray) -> None:
 def test_srgb_round_trip_is_exact() -> None:
     codes = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
     assert np.array_equal(linear_to_srgb(srgb_to_linear(codes)), codes)
+    # Any (..., 3) layout decodes through the same table: video stacks, strided views.
+    video = np.random.default_rng(2).integers(0, 256, (3, 20, 30, 3), dtype=np.uint8)
+    for view in (video, video[:, ::2, 1::3], video[0]):
+        assert np.array_equal(srgb_to_linear(view), SRGB_TO_LINEAR[view])
+
+
+@numba.njit
+def _through_table(values: np.ndarray) -> np.ndarray:
+    out = np.empty(values.shape[0], dtype=np.uint8)
+    for i in range(values.shape[0]):
+        out[i] = _table_code(values[i], _CODE_START, _CODE_FROM)
+    return out
+
+
+def test_srgb_encoding_table_matches_the_formula_at_every_code_boundary() -> None:
+    # The encoder counts thresholds instead of taking a power per value; it must give the formula's code
+    # on both sides of every boundary, where a rounding slip would show, and anywhere else.
+    edges = _CODE_FROM[1:]
+    values = np.concatenate([edges, np.nextafter(edges, -1.0), np.nextafter(edges, 2.0), [-0.5, 0.0, 1.0, 1.5],
+                             np.random.default_rng(0).uniform(-0.05, 1.05, 200_000)])
+    assert np.array_equal(_through_table(values), srgb_codes(values))
+    singles = values.astype(np.float32)  # noiseless frames reach the table as float32
+    assert np.array_equal(linear_to_srgb(singles.reshape(-1, 1, 1).repeat(3, axis=2))[:, 0, 0],
+                          srgb_codes(singles.astype(np.float64)))
+    assert len(np.unique(srgb_codes(edges))) == 255  # one threshold opens each code
+
+
+def test_noisy_srgb_encoding_is_the_formula_on_the_noisy_value() -> None:
+    linear = np.random.default_rng(1).uniform(0, 1, (64, 64, 3)).astype(np.float32) ** 2.2
+    shot, read = 3e-3, 2e-3
+    got = linear_to_srgb(linear, (shot, read), np.random.default_rng(7))
+    normals = np.random.default_rng(7).standard_normal((64 * 64, 3), dtype=np.float32).reshape(linear.shape)
+    v = linear.astype(np.float64)
+    noisy = v + np.sqrt(np.maximum(shot * v + read * read, 0.0)) * normals.astype(np.float64)
+    assert np.array_equal(got, srgb_codes(noisy.ravel()).reshape(linear.shape))
 
 
 def test_subframes_are_odd_and_dense_enough() -> None:
