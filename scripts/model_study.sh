@@ -34,6 +34,16 @@ case "$name" in
     esac
     [ -f "runs/study/$name/last.train.pt" ] && exec vdeblur-train "${pool_sets[@]}" --resume
     exec vdeblur-train "${pool_sets[@]}" --init-from "$INIT" ;;
+  # Seventh stage: after the default run finished its schedule (step 60000, lr 0), one more cosine schedule of
+  # ~2 CPU-hours (annealed by its end) from its weights, with (restart_grow: the 14 residual blocks of pool_grow,
+  # 3.68 M parameters, 1.16x the step cost, so 17500 steps) and without (restart: the control, 20000 steps) more
+  # capacity.
+  restart) pool_sets+=(--set train.steps=20000) ;;&
+  restart_grow) pool_sets+=(--set train.steps=17500
+                            --set 'model.overrides={enc_blocks = [0, 1, 4, 6], dec_blocks = [0, 2, 1]}') ;;&
+  restart|restart_grow)
+    [ -f "runs/study/$name/last.train.pt" ] && exec vdeblur-train "${pool_sets[@]}" --resume
+    exec vdeblur-train "${pool_sets[@]}" --init-from "$INIT" ;;
 esac
 case "$name" in
   fast) args=(--config vdeblur_fast "${new_recipe[@]}") ;;                       # the current default, new recipe
@@ -69,7 +79,7 @@ case "$name" in
   # windows of 4 frames so the path sees more than one previous frame. Needs data rendered with >= 4 frames.
   ws_align) args=(--config "$INIT/run.toml" --set 'model.overrides={feedback_align = true}')
             warm=1; late=(--set train.steps=12000 --set optim.lr_g=3e-4 --set train.window=4 --set train.batch=4) ;;
-  *) echo "unknown candidate '$name'; allowed: fast deep deep_nofeedback deep_oldrecipe deep_photosonly ws_flatskip ws_lr2e3 ws_betas099 ws_anneal ws_lowblur ws_lowblur2 ws_lowblur3 ws_lowblur4 ws_grow ws_align pool pool_align pool_grow" >&2
+  *) echo "unknown candidate '$name'; allowed: fast deep deep_nofeedback deep_oldrecipe deep_photosonly ws_flatskip ws_lr2e3 ws_betas099 ws_anneal ws_lowblur ws_lowblur2 ws_lowblur3 ws_lowblur4 ws_grow ws_align pool pool_align pool_grow restart restart_grow" >&2
      exit 2 ;;
 esac
 start=()
