@@ -36,7 +36,7 @@ case "$name" in
     exec vdeblur-train "${pool_sets[@]}" --init-from "$INIT" ;;
   # Seventh stage: after the default run finished its schedule (step 60000, lr 0), one more cosine schedule of
   # ~2 CPU-hours (annealed by its end) from its weights, with (restart_grow: the 14 residual blocks of pool_grow,
-  # 3.68 M parameters, 1.16x the step cost, so 17500 steps) and without (restart: the control, 20000 steps) more
+  # 3.68 M parameters, 1.2x the CPU per step, so 17500 steps) and without (restart: the control, 20000 steps) more
   # capacity.
   restart) pool_sets+=(--set train.steps=20000) ;;&
   restart_grow) pool_sets+=(--set train.steps=17500
