@@ -146,6 +146,7 @@ class _LiveRun:
         # a stream's last frame only when the read after it times out: that wait is not throughput)
         self.buffer = FrameBuffer(_BUFFER_FRAMES, drop=bound_s is not None)
         self.failed = threading.Event()
+        self.interrupted = threading.Event()  # Ctrl-C or SIGTERM seen (see _interrupts_noted)
         self.errors: list[BaseException] = []
         self.outbox = _Channel(self.failed, _ENCODE_FRAMES)
         self.retime = Retimer(self.time_base, self.rate)
@@ -166,7 +167,7 @@ class _LiveRun:
         try:
             for t in threads:
                 t.start()
-            with _sigterm_as_interrupt():
+            with _interrupts_noted(self.interrupted):
                 self.stats.ended = self._infer_until_end()
             if self._reader_gone:
                 self.stats.ended = "the reader of - closed the pipe"
@@ -205,6 +206,8 @@ class _LiveRun:
             while not self.stop.is_set():
                 if self.failed.is_set():
                     raise _Stop
+                if self.interrupted.is_set():
+                    raise KeyboardInterrupt  # one whose raise was lost on its way (_interrupts_noted)
                 frame, gap = self.buffer.take(bound, self.remaining.value)
                 if frame is None:
                     if self.buffer.ended:
@@ -381,17 +384,23 @@ class _LiveRun:
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (systemd, docker stop) ends a live run like Ctrl-C: output closed, not truncated."""
+def _interrupts_noted(noted: threading.Event) -> Iterator[None]:
+    """Ctrl-C, and SIGTERM (systemd, docker stop) like it, end a live run: output closed, not truncated.
+
+    Each is also noted in ``noted``, which the frame loop checks on every frame: a KeyboardInterrupt that
+    Python raises while the main thread is inside a callback from C code is printed and dropped there
+    ("Exception ignored in ..."), and the recording would go on until the source ends."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum: int, frame: object) -> None:
+        noted.set()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -300,6 +300,27 @@ def test_an_engine_error_mid_run_leaves_no_output(tmp_path: Path, backend, one_t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.ts"]
 
 
+def test_a_ctrl_c_dropped_on_its_way_still_stops_the_recording(tmp_path: Path, backend, one_thread) -> None:
+    class DropsCtrlC(_SlowBackend):
+        calls = 0
+
+        def run(self, frame, state):
+            self.calls += 1
+            if self.calls == 6:
+                try:
+                    signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # Ctrl-C arrives here ...
+                except KeyboardInterrupt:
+                    pass  # ... and is dropped, as Python does in a callback from C code
+            return self.inner.run(frame, state)
+
+    clip, out = tmp_path / "clip.ts", tmp_path / "out.mp4"
+    clip.write_bytes(_ts_frames(40)[0])
+    stats = run_live(str(clip), str(out), DropsCtrlC(backend, 0.0))
+    assert stats.ended == "stopped by Ctrl-C"
+    got = _indices(str(out))
+    assert 5 <= len(got) < 40 and got == sorted(set(got))  # stopped there, and the file plays
+
+
 def test_a_frame_size_change_ends_the_run_with_a_playable_output(tmp_path: Path, backend, one_thread) -> None:
     clip, out = tmp_path / "two_sizes.ts", tmp_path / "out.mkv"
     wider = [np.full((SIZE, 96, 3), 128, np.uint8)] * 10
