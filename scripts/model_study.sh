@@ -24,60 +24,62 @@ old_recipe=(--set loss.content=charbonnier --set loss.fft_weight=0.0 --set optim
 # run's own learning rate. pool is the default run itself (train_state/default continues it); the two candidates
 # change the model: pool_align adds the aligned feedback path (windows of 4 frames, so that it sees more than one
 # previous frame; the same frames per batch), pool_grow the 14 residual blocks of ws_grow. Both grow onto INIT.
+# The 7 residual blocks vdeblur_deep had until 2026-12-05 (the preset has 14 since): every candidate below
+# that ran with them pins them, so that its command still trains what it trained then.
+deep7='enc_blocks = [0, 1, 2, 2], dec_blocks = [0, 1, 1]'
 pool_sets=(--config vdeblur_deep --set optim.lr_g=6.6e-4 --set train.steps=60000 --set train.amp=bf16
            --set train.channels_last=true --threads 1 --cpu-limit "$minutes" --out "runs/study/$name")
 case "$name" in
-  pool|pool_align|pool_grow)
-    case "$name" in
-      pool_align) pool_sets+=(--set 'model.overrides={feedback_align = true}' --set train.window=4 --set train.batch=4) ;;
-      pool_grow) pool_sets+=(--set 'model.overrides={enc_blocks = [0, 1, 4, 6], dec_blocks = [0, 2, 1]}') ;;
-    esac
-    [ -f "runs/study/$name/last.train.pt" ] && exec vdeblur-train "${pool_sets[@]}" --resume
-    exec vdeblur-train "${pool_sets[@]}" --init-from "$INIT" ;;
   # Seventh stage: after the default run finished its schedule (step 60000, lr 0), one more cosine schedule of
   # ~2 CPU-hours (annealed by its end) from its weights, with (restart_grow: the 14 residual blocks of pool_grow,
   # 3.68 M parameters, 1.2x the CPU per step, so 17500 steps) and without (restart: the control, 20000 steps) more
   # capacity.
-  restart) pool_sets+=(--set train.steps=20000) ;;&
-  restart_grow) pool_sets+=(--set train.steps=17500
-                            --set 'model.overrides={enc_blocks = [0, 1, 4, 6], dec_blocks = [0, 2, 1]}') ;;&
-  restart|restart_grow)
+  pool|pool_align|pool_grow|restart|restart_grow)
+    case "$name" in
+      pool|restart) pool_sets+=(--set "model.overrides={$deep7}") ;;
+      pool_align) pool_sets+=(--set "model.overrides={feedback_align = true, $deep7}" --set train.window=4 --set train.batch=4) ;;
+      pool_grow|restart_grow) pool_sets+=(--set 'model.overrides={enc_blocks = [0, 1, 4, 6], dec_blocks = [0, 2, 1]}') ;;
+    esac
+    case "$name" in
+      restart) pool_sets+=(--set train.steps=20000) ;;
+      restart_grow) pool_sets+=(--set train.steps=17500) ;;
+    esac
     [ -f "runs/study/$name/last.train.pt" ] && exec vdeblur-train "${pool_sets[@]}" --resume
     exec vdeblur-train "${pool_sets[@]}" --init-from "$INIT" ;;
 esac
 case "$name" in
   fast) args=(--config vdeblur_fast "${new_recipe[@]}") ;;                       # the current default, new recipe
-  deep) args=(--config vdeblur_deep "${new_recipe[@]}") ;;                       # the new architecture
-  deep_nofeedback) args=(--config vdeblur_deep "${new_recipe[@]}" --set 'model.overrides={feedback = 0}') ;;
-  deep_oldrecipe) args=(--config vdeblur_deep "${old_recipe[@]}") ;;            # no FFT term, lr 5e-4, betas 0.99
-  deep_photosonly) args=(--config vdeblur_deep "${new_recipe[@]}"); root=data/shake2_photos ;;  # no dead leaves
+  deep) args=(--config vdeblur_deep "${new_recipe[@]}" --set "model.overrides={$deep7}") ;;                       # the new architecture
+  deep_nofeedback) args=(--config vdeblur_deep "${new_recipe[@]}" --set "model.overrides={feedback = 0, $deep7}") ;;
+  deep_oldrecipe) args=(--config vdeblur_deep "${old_recipe[@]}" --set "model.overrides={$deep7}") ;;            # no FFT term, lr 5e-4, betas 0.99
+  deep_photosonly) args=(--config vdeblur_deep "${new_recipe[@]}" --set "model.overrides={$deep7}"); root=data/shake2_photos ;;  # no dead leaves
   # Second stage (2026-12-02): warm starts from the default model's training state (INIT; the study used
   # train_state/default of commit fb4f912: vdeblur_deep at step 6500, 50 CPU-minutes), each changing one
   # thing against the default run itself, which resumed from the same state (runs/default, the control).
   # bf16 + channels_last as the default run (2.2x cheaper steps on this CPU, gradient cosine 0.999 to FP32).
-  ws_flatskip) args=(--config "$INIT/run.toml" --set data.min_detail=2.5); warm=1 ;;   # skip flat windows
-  ws_lr2e3) args=(--config "$INIT/run.toml" --set optim.lr_g=2e-3); warm=1 ;;          # twice the learning rate
-  ws_betas099) args=(--config "$INIT/run.toml" --set 'optim.betas=[0.9, 0.99]'); warm=1 ;;  # Adam's usual beta2
+  ws_flatskip) args=(--config "$INIT/run.toml" --set "model.overrides={$deep7}" --set data.min_detail=2.5); warm=1 ;;   # skip flat windows
+  ws_lr2e3) args=(--config "$INIT/run.toml" --set "model.overrides={$deep7}" --set optim.lr_g=2e-3); warm=1 ;;          # twice the learning rate
+  ws_betas099) args=(--config "$INIT/run.toml" --set "model.overrides={$deep7}" --set 'optim.betas=[0.9, 0.99]'); warm=1 ;;  # Adam's usual beta2
   # Third stage (2026-12-02, evening): depth added to the trained model instead of more minutes of it. Two
   # runs side by side from INIT (step 40000, 155 CPU-min), identical but for the model: both warm up to
   # lr 3e-4 and anneal it to zero over 12000 steps (the default run had a cosine over 100k and was at 6.6e-4).
   # ws_grow's net (3.68 M params, 74.5 GFLOPs@720p) has 14 more residual blocks, which start as the
   # identity (DeblurModel.load_grown), so it begins exactly where INIT is.
-  ws_anneal) args=(--config "$INIT/run.toml"); warm=1; late=(--set train.steps=12000 --set optim.lr_g=3e-4) ;;
+  ws_anneal) args=(--config "$INIT/run.toml" --set "model.overrides={$deep7}"); warm=1; late=(--set train.steps=12000 --set optim.lr_g=3e-4) ;;
   # Same schedule as ws_anneal, on shake2 plus 600 clips of 0.5-3 px blur (scripts/make_data.sh, its first lowblur line).
-  ws_lowblur) args=(--config "$INIT/run.toml"); warm=1; late=(--set train.steps=12000 --set optim.lr_g=3e-4)
+  ws_lowblur) args=(--config "$INIT/run.toml" --set "model.overrides={$deep7}"); warm=1; late=(--set train.steps=12000 --set optim.lr_g=3e-4)
               root=data/shake2_lowblur ;;
   # 30 % near-sharp clips (0.3-3 px; make_data.sh, its lowblur lines), at the default run's own learning rate
   # (6.6e-4, a cosine over 100k steps: flat at this length), since the restarts at 3e-4 lost. Its control is
   # the default run resumed (scripts/train_default.sh). ws_lowblur3 / ws_lowblur4: the same with 47 / 57 %
   # near-sharp clips (measured 2026-12-03: fewer losing clips, the same mean gain; ws_lowblur4 not run).
-  ws_lowblur[234]) args=(--config "$INIT/run.toml"); warm=1; late=(--set optim.lr_g=6.6e-4); root=data/shake2_${name#ws_} ;;
+  ws_lowblur[234]) args=(--config "$INIT/run.toml" --set "model.overrides={$deep7}"); warm=1; late=(--set optim.lr_g=6.6e-4); root=data/shake2_${name#ws_} ;;
   ws_grow) args=(--config "$INIT/run.toml" --set 'model.overrides={enc_blocks = [0, 1, 4, 6], dec_blocks = [0, 2, 1]}')
            warm=1; late=(--set train.steps=12000 --set optim.lr_g=3e-4) ;;
   # Prepared, not run yet: the previous frame's stride-4 features warped by a learned flow (GridSample) before
   # a second injection at the stride-4 decoder level (feedback_align; grows onto INIT like ws_grow). Training
   # windows of 4 frames so the path sees more than one previous frame. Needs data rendered with >= 4 frames.
-  ws_align) args=(--config "$INIT/run.toml" --set 'model.overrides={feedback_align = true}')
+  ws_align) args=(--config "$INIT/run.toml" --set "model.overrides={feedback_align = true, $deep7}")
             warm=1; late=(--set train.steps=12000 --set optim.lr_g=3e-4 --set train.window=4 --set train.batch=4) ;;
   *) echo "unknown candidate '$name'; allowed: fast deep deep_nofeedback deep_oldrecipe deep_photosonly ws_flatskip ws_lr2e3 ws_betas099 ws_anneal ws_lowblur ws_lowblur2 ws_lowblur3 ws_lowblur4 ws_grow ws_align pool pool_align pool_grow restart restart_grow" >&2
      exit 2 ;;

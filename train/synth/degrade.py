@@ -114,7 +114,7 @@ def _code_thresholds() -> np.ndarray:
 _CODE_FROM = _code_thresholds()
 # Where to start counting thresholds for a value in bin floor(v * _BINS): the code of the bin's left end.
 # sRGB's steepest slope is 12.92 * 255 codes per unit, 0.8 codes per bin of 1/4096, so a value is at most
-# two thresholds above its bin's start.
+# one threshold above its bin's start (the loop in _table_code allows for more).
 _BINS = 4096
 _CODE_START = (np.searchsorted(_CODE_FROM, np.arange(_BINS + 1) / _BINS, side="right") - 1).astype(np.uint8)
 
@@ -123,7 +123,7 @@ _CODE_START = (np.searchsorted(_CODE_FROM, np.arange(_BINS + 1) / _BINS, side="r
 def _encode(linear: np.ndarray, normals: np.ndarray, shot: float, read: float, start: np.ndarray,
             thresholds: np.ndarray) -> np.ndarray:
     # linear: (N, 3) float32; normals: (N, 3) float32 or (0, 3) for no noise -> (N, 3) uint8 sRGB,
-    # the codes of _srgb_code found in the threshold table (~10x faster than a power per value).
+    # the codes of _srgb_code found in the threshold table (~5x faster than a power per value).
     out = np.empty(linear.shape, dtype=np.uint8)
     noisy = normals.shape[0] > 0
     for i in range(linear.shape[0]):
