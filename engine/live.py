@@ -389,7 +389,11 @@ def _interrupts_noted(noted: threading.Event) -> Iterator[None]:
 
     Each is also noted in ``noted``, which the frame loop checks on every frame: a KeyboardInterrupt that
     Python raises while the main thread is inside a callback from C code is printed and dropped there
-    ("Exception ignored in ..."), and the recording would go on until the source ends."""
+    ("Exception ignored in ..."), and the recording would go on until the source ends.
+
+    A signal the process was started with ignored stays ignored, as Python itself leaves it: a shell
+    starts a script's background job (``vdeblur ... &``) with SIGINT ignored so that the terminal's
+    Ctrl-C stops the script, not the recording it started."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -398,7 +402,8 @@ def _interrupts_noted(noted: threading.Event) -> Iterator[None]:
         noted.set()
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         yield
     finally:

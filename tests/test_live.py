@@ -351,12 +351,42 @@ def test_closing_the_reader_of_stdout_ends_the_run_cleanly(tmp_path: Path, fast_
     assert code == 0 and "the reader of - closed the pipe" in err, err
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    # The suite itself may run with SIGINT ignored (started as a shell's background job), and a child
+    # inherits that; an interactive shell starts `vdeblur` with Ctrl-C's default action.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_a_signal_ignored_at_start_stays_ignored_during_a_live_run(tmp_path: Path, backend, one_thread) -> None:
+    seen: list[tuple[object, object]] = []
+
+    class Watches(_SlowBackend):
+        def run(self, frame, state):
+            seen.append((signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)))
+            return self.inner.run(frame, state)
+
+    clip, out = tmp_path / "clip.ts", tmp_path / "out.mp4"
+    clip.write_bytes(_ts_frames(5)[0])
+    term_before = signal.getsignal(signal.SIGTERM)
+    int_before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts `vdeblur ... &` in a script
+    try:
+        run_live(str(clip), str(out), Watches(backend, 0.0))
+        int_after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, int_before)
+    assert seen and {sigint for sigint, _ in seen} == {signal.SIG_IGN}  # the shell's choice kept ...
+    assert int_after is signal.SIG_IGN
+    assert all(callable(t) and t is not term_before for _, t in seen)  # ... SIGTERM still closes the run
+    assert signal.getsignal(signal.SIGTERM) is term_before
+
+
 def test_ctrl_c_closes_a_live_recording(tmp_path: Path, fast_checkpoint) -> None:
     port, out = _free_port(), tmp_path / "rec.mp4"  # MP4: playable only if the trailer was written
     with _UdpSender(port, frames=400, delay=0.0):
         proc = subprocess.Popen([sys.executable, "-m", "vdeblur.engine.cli", f"udp://127.0.0.1:{port}", str(out),
                                  "--model", str(fast_checkpoint), "--threads", "1", "--fps-report",
-                                 "--source-timeout", "10"], stderr=subprocess.PIPE, text=True)
+                                 "--source-timeout", "10"], stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_ctrl_c_as_in_a_terminal)
         try:
             lines = []
             deadline = time.monotonic() + 30
