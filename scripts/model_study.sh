@@ -34,15 +34,27 @@ case "$name" in
   # ~2 CPU-hours (annealed by its end) from its weights, with (restart_grow: the 14 residual blocks of pool_grow,
   # 3.68 M parameters, 1.2x the CPU per step, so 17500 steps) and without (restart: the control, 20000 steps) more
   # capacity.
-  pool|pool_align|pool_grow|restart|restart_grow)
+  # Eighth stage: the aligned feedback path (pool_align: fewer losing clips at the same mean) grown onto the
+  # 14-block model (INIT = the bundled restart_grow weights), windows of 4 frames at batch 4, one annealed
+  # schedule of ~95 CPU-minutes (77.2 GFLOPs per 720p frame); its control is the default run continued
+  # (bash scripts/train_default.sh 125 --set train.steps=38000).
+  # Prepared, not run yet: what rendered text (train/synth/text.py: signs, pages, plates) adds. Both warm-start
+  # from INIT with the 14-block preset for one annealed schedule; text_with draws 1 clip in 7 from 96 text
+  # images (photos and dead leaves keep their 2:1), text_control is the same run without it.
+  pool|pool_align|pool_grow|restart|restart_grow|restart_align|text_with|text_control)
     case "$name" in
       pool|restart) pool_sets+=(--set "model.overrides={$deep7}") ;;
       pool_align) pool_sets+=(--set "model.overrides={feedback_align = true, $deep7}" --set train.window=4 --set train.batch=4) ;;
       pool_grow|restart_grow) pool_sets+=(--set 'model.overrides={enc_blocks = [0, 1, 4, 6], dec_blocks = [0, 2, 1]}') ;;
+      restart_align) pool_sets+=(--set 'model.overrides={feedback_align = true}' --set train.window=4 --set train.batch=4) ;;
+      text_with) [ -d data/fonts ] || bash scripts/fetch_fonts.sh data/fonts
+                 pool_sets+=(--set 'data.sources=["data/photos/train", "data/photos/train", "deadleaves:96", "data/photos/train", "data/photos/train", "deadleaves:96", "text:96:data/fonts"]') ;;
     esac
     case "$name" in
       restart) pool_sets+=(--set train.steps=20000) ;;
       restart_grow) pool_sets+=(--set train.steps=17500) ;;
+      restart_align) pool_sets+=(--set train.steps=14000) ;;
+      text_with|text_control) pool_sets+=(--set train.steps=17500) ;;
     esac
     [ -f "runs/study/$name/last.train.pt" ] && exec vdeblur-train "${pool_sets[@]}" --resume
     exec vdeblur-train "${pool_sets[@]}" --init-from "$INIT" ;;
@@ -81,7 +93,7 @@ case "$name" in
   # windows of 4 frames so the path sees more than one previous frame. Needs data rendered with >= 4 frames.
   ws_align) args=(--config "$INIT/run.toml" --set "model.overrides={feedback_align = true, $deep7}")
             warm=1; late=(--set train.steps=12000 --set optim.lr_g=3e-4 --set train.window=4 --set train.batch=4) ;;
-  *) echo "unknown candidate '$name'; allowed: fast deep deep_nofeedback deep_oldrecipe deep_photosonly ws_flatskip ws_lr2e3 ws_betas099 ws_anneal ws_lowblur ws_lowblur2 ws_lowblur3 ws_lowblur4 ws_grow ws_align pool pool_align pool_grow restart restart_grow" >&2
+  *) echo "unknown candidate '$name'; allowed: fast deep deep_nofeedback deep_oldrecipe deep_photosonly ws_flatskip ws_lr2e3 ws_betas099 ws_anneal ws_lowblur ws_lowblur2 ws_lowblur3 ws_lowblur4 ws_grow ws_align pool pool_align pool_grow restart restart_grow restart_align text_with text_control" >&2
      exit 2 ;;
 esac
 start=()

@@ -193,6 +193,67 @@ def test_dead_leaves_are_deterministic_dense_and_power_law() -> None:
         DeadLeavesConfig(r_min=5, r_max=2)
 
 
+def _builtin_font(folder) -> None:
+    """Pillow's built-in face written out as a font file: a font folder without downloads."""
+    from PIL import ImageFont
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "builtin.ttf").write_bytes(ImageFont.load_default(12).font_bytes)
+
+
+def test_rendered_text_is_deterministic_and_full_of_sharp_strokes(tmp_path) -> None:
+    from vdeblur.train.synth.text import RenderedText, TextConfig, font_files
+
+    small = TextConfig(size=128)
+    source = RenderedText(count=3, seed=5, config=small)
+    a = source.read(1)
+    assert a.shape == (128, 128, 3) and a.dtype == np.uint8 and not a.flags.writeable
+    assert np.array_equal(a, RenderedText(count=3, seed=5, config=small).read(1))
+    assert not np.array_equal(a, source.read(2))
+    with pytest.raises(IndexError, match="outside rendered text"):
+        source.read(3)
+    # Strokes: steep edges, and far more fine detail than the same image seen through a 1.5 px blur.
+    images = [RenderedText(count=4, seed=1, config=small).read(i).astype(np.float32) for i in range(4)]
+    for image in images:
+        grad = np.abs(np.diff(image, axis=1)).max(axis=2)
+        assert (grad > 60).mean() > 0.01
+        fine = image - cv2.GaussianBlur(image, (0, 0), 1.5)
+        assert fine.std() > 8
+    _builtin_font(tmp_path / "fonts")
+    fonts = font_files(tmp_path / "fonts")
+    with_files = RenderedText(count=2, seed=5, fonts=fonts, config=small)
+    assert "1 fonts" in with_files.name and with_files.read(0).shape == (128, 128, 3)
+    with pytest.raises(ValueError, match="glyph height ranges"):
+        TextConfig(small_px=(10.0, 5.0))
+
+
+def test_procedural_source_specs_and_their_errors(tmp_path) -> None:
+    from vdeblur.train.synth.deadleaves import DeadLeaves
+    from vdeblur.train.synth.sources import open_source
+    from vdeblur.train.synth.text import RenderedText
+
+    assert isinstance(open_source("text"), RenderedText) and len(open_source("text:7")) == 7
+    assert len(open_source("deadleaves:5")) == 5 and isinstance(open_source("deadleaves"), DeadLeaves)
+    _builtin_font(tmp_path / "fonts")
+    pooled = open_source(f"text:4:{tmp_path / 'fonts'}")
+    assert isinstance(pooled, RenderedText) and len(pooled) == 4 and len(pooled.fonts) == 1
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no fonts here")
+    for spec, error, message in [("text:0", ValueError, "whole number >= 1"), ("text:x", ValueError, "whole number"),
+                                 ("deadleaves:4:fonts", ValueError, "takes a pool size only"),
+                                 (f"text:4:{tmp_path / 'nowhere'}", FileNotFoundError, "fetch_fonts.sh"),
+                                 (f"text:4:{tmp_path / 'empty'}", ValueError, "holds no fonts")]:
+        with pytest.raises(error, match=message):
+            open_source(spec)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "bad.ttf").write_bytes(b"not a font")
+    with pytest.raises(ValueError, match="bad.ttf does not load"):
+        open_source(f"text:2:{broken}")
+    with pytest.raises(FileNotFoundError, match="'text\\[:N\\[:FONT_FOLDER\\]\\]'"):
+        open_source(tmp_path / "missing.mp4")
+
+
 def test_render_dataset_takes_blur_scale_and_prefix(tmp_path) -> None:
     import json
 

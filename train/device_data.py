@@ -98,7 +98,7 @@ class DeviceShakeBatches:
             raise ValueError(f"scale must be a range with 0 < lo <= hi; got {scale}")
         for source in sources:
             if isinstance(source, VideoFile):
-                raise ValueError(f"data.kind = 'device' takes still images (folders, 'skimage', 'deadleaves'); "
+                raise ValueError(f"data.kind = 'device' takes still images (folders, 'skimage', 'deadleaves', 'text'); "
                                  f"{source.name} is a video: use data.kind = 'synthetic' for video sources")
         self.device, self.batch_size, self.workers = device, batch, workers
         self._pool: multiprocessing.pool.Pool | None = None

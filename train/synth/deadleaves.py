@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .generated import GeneratedImages
+
 
 @dataclass(frozen=True)
 class DeadLeavesConfig:
@@ -88,35 +90,14 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return 1 + np.clip(noise / (noise.std() + 1e-6) * rng.uniform(0.1, 0.3), -0.5, 0.5)
 
 
-# Generated images kept per source (512 px: 0.75 MiB each). One image costs ~0.4 CPU-s to draw, more than a
-# training step, so a small pool ("deadleaves:96") is generated once and then read for free.
-CACHE_IMAGES = 256
+class DeadLeaves(GeneratedImages):
+    """A source of ``count`` dead-leaves images, read by index like an image folder (``generated.py``)."""
 
-
-class DeadLeaves:
-    """A source of ``count`` dead-leaves images, read by index like an image folder; the first
-    ``CACHE_IMAGES`` distinct images read are kept in memory."""
+    kind = "dead leaves"
 
     def __init__(self, count: int = 10000, seed: int = 0, config: DeadLeavesConfig = DeadLeavesConfig()) -> None:
-        if count < 1:
-            raise ValueError(f"dead-leaves count must be >= 1; got {count}")
-        self.count, self.seed, self.config = count, seed, config
-        self.name = f"dead leaves ({count} images, seed {seed}, {config.size} px)"
-        self._cache: dict[int, np.ndarray] = {}
+        super().__init__(count, seed, f"dead leaves ({count} images, seed {seed}, {config.size} px)")
+        self.config = config
 
-    def __len__(self) -> int:
-        return self.count
-
-    def read(self, index: int) -> np.ndarray:
-        if not 0 <= index < self.count:
-            raise IndexError(f"index {index} outside {self.name}")
-        if index in self._cache:
-            return self._cache[index]
-        image = dead_leaves(int(np.random.default_rng([self.seed, index]).integers(2**63)), self.config)
-        if len(self._cache) < CACHE_IMAGES:
-            image.flags.writeable = False
-            self._cache[index] = image
-        return image
-
-    def __repr__(self) -> str:
-        return f"DeadLeaves({self.count}, seed={self.seed})"
+    def draw(self, seed: int) -> np.ndarray:
+        return dead_leaves(seed, self.config)

@@ -57,7 +57,7 @@ def _size(text: str) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Render synthetic camera-shake clips into a GoPro-layout folder.")
     parser.add_argument("--source", action="append", required=True,
-                        help="folder of images, video file, 'skimage' or 'deadleaves' (repeatable)")
+                        help="folder of images, video file, 'skimage', 'deadleaves[:N]' or 'text[:N[:FONT_FOLDER]]' (repeatable)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--split", default="train", choices=["train", "test"])
     parser.add_argument("--sequences", type=int, default=100)

@@ -1,4 +1,5 @@
-"""Where sharp pixels come from: a folder of images, a video file, or scikit-image's bundled photos.
+"""Where sharp pixels come from: a folder of images, a video file, scikit-image's bundled photos, or a
+procedural pool (dead leaves, rendered text).
 
 Every source reads frames as (H, W, 3) uint8 RGB by index and keeps no open file handle between
 calls, so a dataset holding one can be pickled into DataLoader workers. Problems (a missing path,
@@ -16,6 +17,8 @@ import cv2
 import numpy as np
 
 from .deadleaves import DeadLeaves
+from .generated import GeneratedImages
+from .text import RenderedText, font_files
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # scikit-image ships these colour photographs in its wheel (others in its data folder are
@@ -133,28 +136,36 @@ class VideoFile:
         return f"VideoFile({str(self.path)!r}, {len(self)} frames)"
 
 
-Source = ImageFiles | VideoFile | DeadLeaves
+Source = ImageFiles | VideoFile | GeneratedImages
 DEADLEAVES = "deadleaves"
+TEXT = "text"
+_SPECS = f"a folder of images, a video file, 'skimage', '{DEADLEAVES}[:N]' or '{TEXT}[:N[:FONT_FOLDER]]'"
 
 
 def open_source(spec: str | Path) -> Source:
-    """``"skimage"``, ``"deadleaves"`` (procedural, see ``deadleaves.py``; ``"deadleaves:N"`` is a fixed pool
-    of N images, cheap to train on once each is generated), a folder of images, or a video file."""
-    if str(spec) == "skimage":
+    """``"skimage"``; ``"deadleaves"`` (procedural, see ``deadleaves.py``; ``"deadleaves:N"`` is a fixed pool
+    of N images, cheap to train on once each is generated); ``"text"``, ``"text:N"`` or ``"text:N:FONTS"``
+    (signs, pages and plates, see ``text.py``, drawn with the fonts under the folder FONTS or Pillow's
+    built-in face); a folder of images; or a video file."""
+    text = str(spec)
+    if text == "skimage":
         return skimage_photos()
-    if str(spec) == DEADLEAVES:
-        return DeadLeaves()
-    if str(spec).startswith(DEADLEAVES + ":"):
-        count = str(spec)[len(DEADLEAVES) + 1:]
-        if not count.isdigit() or int(count) < 1:
-            raise ValueError(f"source {spec!r}: the pool size after '{DEADLEAVES}:' must be a whole number >= 1")
-        return DeadLeaves(count=int(count))
+    kind, pooled, rest = text.partition(":")
+    if kind in (DEADLEAVES, TEXT):  # the keyword wins over a folder of that name (give ./text for the folder)
+        count_text, _, fonts = rest.partition(":")
+        if pooled and (not count_text.isdigit() or int(count_text) < 1):
+            raise ValueError(f"source {text!r}: the pool size after '{kind}:' must be a whole number >= 1")
+        count = {"count": int(count_text)} if pooled else {}
+        if kind == DEADLEAVES:
+            if fonts:
+                raise ValueError(f"source {text!r}: '{DEADLEAVES}' takes a pool size only ('{DEADLEAVES}:N')")
+            return DeadLeaves(**count)
+        return RenderedText(**count, fonts=font_files(fonts) if fonts else ())
     path = Path(spec)
     if path.is_dir():
         return image_folder(path)
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         raise ValueError(f"{path} is a single image; give the folder that holds it")
     if not path.exists():
-        raise FileNotFoundError(f"source {path} does not exist; give a folder of images, a video file, 'skimage', "
-                                f"'{DEADLEAVES}' or '{DEADLEAVES}:N'")
+        raise FileNotFoundError(f"source {path} does not exist; give {_SPECS}")
     return VideoFile(path)
