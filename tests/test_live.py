@@ -315,7 +315,11 @@ def test_a_ctrl_c_dropped_on_its_way_still_stops_the_recording(tmp_path: Path, b
 
     clip, out = tmp_path / "clip.ts", tmp_path / "out.mp4"
     clip.write_bytes(_ts_frames(40)[0])
-    stats = run_live(str(clip), str(out), DropsCtrlC(backend, 0.0))
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as started from a terminal
+    try:
+        stats = run_live(str(clip), str(out), DropsCtrlC(backend, 0.0))
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert stats.ended == "stopped by Ctrl-C"
     got = _indices(str(out))
     assert 5 <= len(got) < 40 and got == sorted(set(got))  # stopped there, and the file plays
