@@ -294,10 +294,9 @@ def _tilt(layer: np.ndarray, rng: np.random.Generator, tilt_deg: float) -> np.nd
 
 
 def _clipped(layer: np.ndarray, x: int, y: int, big: int) -> tuple[Image.Image, tuple[int, int]]:
-    """The part of ``layer`` placed at (x, y) that lies on a big x big canvas, and where it goes."""
+    """The part of ``layer`` placed at (x, y) that lies on a big x big canvas, and where it goes (the
+    placement in ``rendered_text`` keeps at least a third of the layer on the canvas, so it is never empty)."""
     h, w = layer.shape[:2]
     x0, y0 = max(0, -x), max(0, -y)
     x1, y1 = min(w, big - x), min(h, big - y)
-    if x0 >= x1 or y0 >= y1:
-        return Image.new("RGBA", (1, 1), (0, 0, 0, 0)), (0, 0)
     return Image.fromarray(np.ascontiguousarray(layer[y0:y1, x0:x1])), (x + x0, y + y0)
