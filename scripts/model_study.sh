@@ -38,9 +38,10 @@ case "$name" in
   # 14-block model (INIT = the bundled restart_grow weights), windows of 4 frames at batch 4, one annealed
   # schedule of ~95 CPU-minutes (77.2 GFLOPs per 720p frame); its control is the default run continued
   # (bash scripts/train_default.sh 125 --set train.steps=38000).
-  # Prepared, not run yet: what rendered text (train/synth/text.py: signs, pages, plates) adds. Both warm-start
-  # from INIT with the 14-block preset for one annealed schedule; text_with draws 1 clip in 7 from 96 text
-  # images (photos and dead leaves keep their 2:1), text_control is the same run without it.
+  # Ninth stage: what rendered text (train/synth/text.py: signs, pages, plates) adds. Both warm-start from
+  # INIT (the bundled step-38000 weights) with the 14-block preset for one annealed schedule of 12000 steps
+  # (~90 CPU-minutes at 0.45 CPU-s per step); text_with draws 1 clip in 7 from 96 text images (photos and
+  # dead leaves keep their 2:1), text_control is the same run without it.
   pool|pool_align|pool_grow|restart|restart_grow|restart_align|text_with|text_control)
     case "$name" in
       pool|restart) pool_sets+=(--set "model.overrides={$deep7}") ;;
@@ -54,7 +55,7 @@ case "$name" in
       restart) pool_sets+=(--set train.steps=20000) ;;
       restart_grow) pool_sets+=(--set train.steps=17500) ;;
       restart_align) pool_sets+=(--set train.steps=14000) ;;
-      text_with|text_control) pool_sets+=(--set train.steps=17500) ;;
+      text_with|text_control) pool_sets+=(--set train.steps=12000) ;;
     esac
     [ -f "runs/study/$name/last.train.pt" ] && exec vdeblur-train "${pool_sets[@]}" --resume
     exec vdeblur-train "${pool_sets[@]}" --init-from "$INIT" ;;
