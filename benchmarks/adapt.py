@@ -43,6 +43,8 @@ class ClipAdapt:
     blur_px: tuple[float, float]  # the clip's blur as estimated (10th-90th percentile of its frames)
     skipped: str = ""
     real_gain: float = float("nan")  # adapted - base on the clip's own frames (realcheck), dB; nan: not measured
+    # PSNR of the fine-tuned copy whether kept or not (nan: none trained): what a perfect check would choose from.
+    tuned_psnr: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,8 @@ class SetAdapt:
     seconds_per_frame: float
 
 
-def evaluate_set(model_name: str, clips: list[Clip], data: str, budget: float, config: AdaptConfig) -> tuple[SetAdapt, list[ClipAdapt]]:
+def evaluate_set(model_name: str, clips: list[Clip], data: str, budget: float, config: AdaptConfig,
+                 keep_weights: Path | None = None) -> tuple[SetAdapt, list[ClipAdapt]]:
     base, _ = load_checkpoint(resolve_model(model_name))
     run_base = model_method(base)
     rows = []
@@ -68,11 +71,17 @@ def evaluate_set(model_name: str, clips: list[Clip], data: str, budget: float, c
         p_in = psnr_ssim_uint8(from_uint8(clip.blurred), from_uint8(clip.sharp))[0]
         p_base = psnr_ssim_uint8(from_uint8(run_base(clip.blurred)), from_uint8(clip.sharp))[0]
         result = adapt_model(list(clip.blurred), base, replace(config, budget_s=budget))
-        p_adapt = p_base if not result.adapted else \
-            psnr_ssim_uint8(from_uint8(model_method(result.model)(clip.blurred)), from_uint8(clip.sharp))[0]
+        p_tuned = float("nan") if result.tuned is None else \
+            psnr_ssim_uint8(from_uint8(model_method(result.tuned)(clip.blurred)), from_uint8(clip.sharp))[0]
+        p_adapt = p_tuned if result.adapted else p_base
+        if keep_weights is not None and result.tuned is not None:
+            from vdeblur.train.checkpoint import save_checkpoint
+
+            save_checkpoint(keep_weights / copy_name(data, clip.name, budget), result.tuned,
+                            metrics={"adapt_check_gain": result.check_gain})
         rows.append(ClipAdapt(clip.name, len(clip.blurred), p_in, p_base, p_adapt, result.adapted,
                               result.check_gain, result.steps, result.seconds, result.plan.blur_px, result.skipped,
-                              result.real_gain))
+                              result.real_gain, p_tuned))
         verdict = "skipped" if result.skipped else "kept" if result.adapted else "fell back"
         print(f"  {data} {clip.name}: base {p_base - p_in:+.2f} adapted {p_adapt - p_in:+.2f} "
               f"({verdict}, check {rows[-1].check_gain:+.2f}, own frames {result.real_gain:+.2f}, {result.steps} steps, "
@@ -85,6 +94,11 @@ def evaluate_set(model_name: str, clips: list[Clip], data: str, budget: float, c
                        float(max(added)), float(np.mean([r.kept for r in rows])), float(np.mean([bool(r.skipped) for r in rows])),
                        float(sum(r.seconds for r in rows) / frames.sum()))
     return summary, rows
+
+
+def copy_name(data: str, clip: str, budget: float) -> str:
+    """The file ``--keep-weights`` writes a clip's fine-tuned copy to."""
+    return f"{Path(data).name}-{clip}-{budget:g}.safetensors"
 
 
 def markdown(model: str, results: list[SetAdapt]) -> str:
@@ -126,17 +140,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--degrade", choices=["training", "measured"], default=AdaptConfig().degrade)
     parser.add_argument("--targets", choices=["restored", "frames"], default=AdaptConfig().targets)
     parser.add_argument("--no-real-check", action="store_true", help="keep on the synthetic check alone")
+    parser.add_argument("--keep-weights", type=Path, default=None,
+                        help="write every clip's fine-tuned copy here (kept or not), to score other checks without adapting again")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.keep_weights is not None:
+        args.keep_weights.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     config = AdaptConfig(real_check=not args.no_real_check, targets=args.targets, degrade=args.degrade, blur_px=tuple(args.blur_px) if args.blur_px else None, tune=replace(AdaptConfig().tune, lr=args.lr, layers=args.layers))
     results, per_clip = [], {}
     for folder in args.eval:
         clips = gopro_clips(folder, args.frames)[: args.clips or None]
         for budget in args.budget:
-            summary, rows = evaluate_set(args.model, clips, str(folder), budget, config)
+            summary, rows = evaluate_set(args.model, clips, str(folder), budget, config, args.keep_weights)
             results.append(summary)
             per_clip[f"{folder}@{budget:g}"] = [asdict(r) for r in rows]
             print(markdown(args.model, [summary]).splitlines()[-1], flush=True)

@@ -75,25 +75,48 @@ def test_survey_keeps_each_sharp_frame_with_the_frames_around_it(shaken) -> None
     assert all(len(c.window) == 1 and c.at == 0 for c in alone.candidates)
 
 
-def test_the_real_frame_check_rewards_what_brings_neighbours_to_the_sharp_frame(photo: np.ndarray) -> None:
-    """Neighbours that are the sharp frame shifted (the camera moved) read as close to it, whatever
-    the shift; their blurred versions read far, so deblurring reads as a gain and blurring as a loss."""
+def _moment(photo: np.ndarray, blur_px: float) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """One moment of a shaken clip: the sharp view and two views shifted from it (the camera moved),
+    and those three views blurred by ``blur_px``."""
+    shifts = ((0, 0), (3, -2), (-4, 5))
+    views = [np.roll(photo, s, axis=(0, 1))[:96, :128].copy() for s in shifts]
+    config = ShakeConfig(blur_px=(blur_px, blur_px), noise=None, compression=None)
+    blurred = [render_shake_clip(v, frames=1, height=96, width=128, seed=1, centred=True, config=config)[0][0]
+               for v in views]
+    return views[0], [views[1], views[0], views[2]], [blurred[1], blurred[0], blurred[2]]
+
+
+def test_the_real_frame_check_rewards_what_brings_the_frames_of_a_moment_together(photo: np.ndarray) -> None:
+    """Neighbours that are the sharp frame shifted read as close to it, whatever the shift; weights
+    that leave them blurred read far, so deblurring reads as a gain and blurring as a loss."""
     from vdeblur.engine.adapt.realcheck import closeness, real_frames_gain
     from vdeblur.engine.adapt.survey import Candidate
 
-    sharp = photo[:96, :128].copy()
-    shifted = [np.roll(photo, (dy, dx), axis=(0, 1))[:96, :128].copy() for dy, dx in ((3, -2), (-4, 5))]
-    blurred = [render_shake_clip(f, frames=1, height=96, width=128, seed=1, centred=True,
-                                 config=ShakeConfig(blur_px=(8.0, 8.0), noise=None, compression=None))[0][0]
-               for f in shifted]
-    window = [shifted[0], sharp, shifted[1]]
-    c = Candidate(0, 1.0, sharp, window, 1)
-    restored, left = np.stack(window), np.stack([blurred[0], sharp, blurred[1]])
-    assert closeness([restored], [c]).min() > 30  # the shift is undone before comparing
+    sharp, views, blurred = _moment(photo, 8.0)
+    c = Candidate(0, 1.0, sharp, views, 1)
+    restored, left = np.stack(views), np.stack([blurred[0], sharp, blurred[2]])
+    assert closeness([restored], [sharp], [c]).min() > 30  # the shift is undone before comparing
     gain = real_frames_gain([left], [restored], [c])
     assert gain > 3 and real_frames_gain([restored], [left], [c]) == pytest.approx(-gain)
     assert real_frames_gain([restored], [restored], [c]) == 0
     assert np.isnan(real_frames_gain([], [], []))
+
+
+def test_the_real_frame_check_is_not_fooled_by_a_sharpest_frame_that_is_blurred_itself(photo: np.ndarray) -> None:
+    """A clip blurred throughout: its sharpest frame carries the blur its neighbours do. Weights that
+    restore the moment must read as a gain over weights that leave it as decoded, although their
+    output moves away from that frame as decoded (which, taken as the reference, read this as a loss
+    and refused real wins)."""
+    from vdeblur.engine.adapt.realcheck import real_frames_gain
+    from vdeblur.engine.adapt.survey import Candidate
+
+    _, views, decoded = _moment(photo, 3.0)
+    c = Candidate(0, 1.0, decoded[1], decoded, 1)
+    as_decoded, restored = np.stack(decoded), np.stack(views)
+    assert real_frames_gain([as_decoded], [restored], [c]) > 1
+    assert real_frames_gain([as_decoded], [restored], [c], reference="decoded") < 0  # what it used to read
+    with pytest.raises(ValueError, match="unknown reference 'sharp'; allowed: adapted, decoded, base, each"):
+        real_frames_gain([as_decoded], [restored], [c], reference="sharp")
 
 
 def test_pairs_are_as_blurred_as_the_clip_and_cut_from_the_sharp_frames(shaken) -> None:
@@ -114,6 +137,7 @@ def test_adaptation_that_does_not_help_keeps_the_base_weights(fast_checkpoint, s
     # A margin no adaptation can reach: the check must refuse the adapted copy.
     result = adapt_model(list(frames), base, AdaptConfig(**{**QUICK.__dict__, "keep_margin_db": 100.0}))
     assert not result.adapted and result.model is base and result.steps > 0
+    assert result.tuned is not None and result.tuned is not base  # the refused copy, for scoring other checks
     assert "not kept" in result.summary()
     assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())  # the base is never trained
 
@@ -164,6 +188,7 @@ def test_a_clip_blurred_throughout_is_not_adapted(photo: np.ndarray, shaken, one
     strict = AdaptConfig(**{**QUICK.__dict__, "max_sharpest_blur_px": 2.0})
     result = adapt_model(blurred, base, strict)
     assert result.skipped and not result.adapted and result.model is base and result.steps == 0
+    assert result.tuned is None
     assert result.plan.blur_px[0] > strict.max_sharpest_blur_px
     assert result.summary().startswith("not adapted: ") and "base weights" in result.summary()
     assert result.seconds < strict.budget_s  # nothing of the budget was spent on fine-tuning
@@ -291,3 +316,45 @@ def test_a_real_shutter_scales_the_blur_by_the_exposure() -> None:
     _, blur_short, duty, _ = draw_shot(np.random.default_rng(0), short, (200, 200), height=64, width=64)
     _, blur_whole, _, _ = draw_shot(np.random.default_rng(0), whole, (200, 200), height=64, width=64)
     assert duty == 0.25 and blur_short == pytest.approx(2.0) and blur_whole == pytest.approx(8.0)
+
+
+def test_the_benchmark_scores_every_copy_it_trained_and_can_keep_it(tmp_path: Path, photo: np.ndarray,
+                                                                   fast_checkpoint, one_thread) -> None:
+    """Each clip's fine-tuned copy is scored against the truth whether the checks kept it or not (what
+    a perfect check would have chosen from) and, with --keep-weights, written as a loadable checkpoint."""
+    import json
+
+    import cv2
+    from conftest import write_tiny_gopro
+
+    from vdeblur.benchmarks.adapt import main
+    from vdeblur.engine.adapt.finetune import run_clip
+    from vdeblur.train.frames import from_uint8
+    from vdeblur.train.metrics import psnr_ssim_uint8
+
+    data = write_tiny_gopro(tmp_path / "gopro", photo)
+    main(["--model", str(fast_checkpoint), "--eval", str(data), "--budget", "2", "--out", str(tmp_path / "out"),
+          "--keep-weights", str(tmp_path / "copies")])
+    (row,) = json.loads((tmp_path / "out" / "adapt.json").read_text())["per_clip"][f"{data}@2"]
+    assert not row["skipped"] and np.isfinite(row["tuned_psnr"])
+    assert row["adapted_psnr"] == (row["tuned_psnr"] if row["kept"] else row["base_psnr"])
+    (saved,) = (tmp_path / "copies").iterdir()
+    assert saved.name == "gopro-seq0-2.safetensors"
+    copy, _ = load_checkpoint(saved)
+    clip = np.stack([cv2.imread(str(p))[..., ::-1] for p in sorted((data / "test" / "seq0" / "blur").iterdir())])
+    sharp = np.stack([cv2.imread(str(p))[..., ::-1] for p in sorted((data / "test" / "seq0" / "sharp").iterdir())])
+    scored = psnr_ssim_uint8(from_uint8(run_clip(copy, clip)), from_uint8(sharp))[0]
+    assert scored == pytest.approx(row["tuned_psnr"], abs=1e-6)  # the copy written is the copy scored
+
+    # The copies read back and scored by every check, without adapting again.
+    from vdeblur.benchmarks.adapt_checks import main as score_checks
+    from vdeblur.engine.adapt.realcheck import REFERENCES
+
+    score_checks(["--run", str(tmp_path / "out"), "--copies", str(tmp_path / "copies"), "--out", str(tmp_path / "checks")])
+    (reading,) = json.loads((tmp_path / "checks" / "adapt_checks.json").read_text())
+    assert reading["gain"] == pytest.approx(row["tuned_psnr"] - row["base_psnr"])
+    assert reading["synthetic"] == row["check_gain"] and set(reading["real"]) == set(REFERENCES)
+    assert reading["real"]["adapted"] == pytest.approx(row["real_gain"], abs=1e-9)  # as the adapter measured it
+    table = (tmp_path / "checks" / "adapt_checks.md").read_text()
+    assert f"| every copy | {reading['gain']:+.2f}, worst {min(reading['gain'], 0):+.2f}" in table
+    assert "| a perfect check | " in table and all(f"| synthetic + {r} |" in table for r in REFERENCES)

@@ -3,9 +3,9 @@
     survey (pass 1) -> plan pairs -> render train + held-back pairs -> fine-tune a copy -> two checks
 
 The checks are what make adaptation safe to leave on: the adapted copy is kept only when it beats
-the base model by ``keep_margin_db`` on synthetic pairs it never trained on, and does not bring the
-clip's real blurred frames any further from the sharpest frame beside them (``realcheck``); otherwise
-the base weights deblur the clip, exactly as without ``--adapt``. A clip with no nearly sharp frame is not adapted at all: its "sharpest" frames,
+the base model by ``keep_margin_db`` on synthetic pairs it never trained on, and brings the clip's
+real blurred frames around its sharpest ones together at least as well as the base weights do
+(``realcheck``); otherwise the base weights deblur the clip, exactly as without ``--adapt``. A clip with no nearly sharp frame is not adapted at all: its "sharpest" frames,
 restored by the base model, are no better a target than the base model's output.
 """
 
@@ -41,7 +41,8 @@ class AdaptConfig:
     sources: int = 4  # sharpest frames the pairs are cut from
     keep_margin_db: float = 0.05  # the adapted copy must beat the base by this on held-back pairs
     # ... and must not lose on the clip's own frames: the neighbours of its sharpest frames, deblurred,
-    # measured against them (realcheck.py). Synthetic pairs alone kept copies that lost up to 0.9 dB.
+    # measured against those frames as the copy restores them (realcheck.py). Synthetic pairs alone
+    # kept copies that lost up to 0.9 dB.
     real_check: bool = True
     neighbours: int = 2  # frames either side of each sharpest frame the real check runs on
     # What the pairs' sharp side is: "restored", the base model's output for the sharpest frames, or
@@ -96,8 +97,10 @@ class AdaptResult:
     plan: PairPlan
     skipped: str = ""  # why no fine-tuning was tried, when it was not
     # Adapted minus base on the clip's own frames (closeness of the deblurred neighbours to their
-    # sharpest frame), dB; nan when not measured.
+    # sharpest frame as the adapted copy restores it), dB; nan when not measured.
     real_gain: float = float("nan")
+    # The fine-tuned copy, kept or not (None when none was trained): for scoring other checks on it.
+    tuned: DeblurModel | None = None
 
     def summary(self) -> str:
         if self.skipped:
@@ -156,7 +159,7 @@ def adapt_model(clip: str | Path | Iterable[np.ndarray], base: DeblurModel, conf
     if progress is not None:
         progress(budget, budget)
     return AdaptResult(run.model if keep else base, keep, gain, run.steps, time.monotonic() - started, plan,
-                       real_gain=real_gain)
+                       real_gain=real_gain, tuned=run.model)
 
 
 def _survey(clip: str | Path | Iterable[np.ndarray], total: int | None, neighbours: int) -> ClipSurvey:
