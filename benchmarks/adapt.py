@@ -134,11 +134,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=float, action="append", required=True, help="seconds of adaptation per clip")
     parser.add_argument("--frames", type=int, default=1000, help="at most this many frames of each clip")
     parser.add_argument("--clips", type=int, default=0, help="only the first N clips of each folder (0: all)")
+    parser.add_argument("--only", action="append", default=[], metavar="CLIP",
+                        help="only the clips of this name (repeatable), in any folder that has them")
     parser.add_argument("--lr", type=float, default=AdaptConfig().tune.lr)
     parser.add_argument("--layers", choices=["all", "norm+last"], default=AdaptConfig().tune.layers)
     parser.add_argument("--blur-px", type=float, nargs=2, default=None, help="fixed blur range of the pairs")
     parser.add_argument("--degrade", choices=["training", "measured"], default=AdaptConfig().degrade)
     parser.add_argument("--targets", choices=["restored", "frames"], default=AdaptConfig().targets)
+    parser.add_argument("--replay", type=float, default=AdaptConfig().replay,
+                        help="share of training pairs blurred up to the top of the trained range")
     parser.add_argument("--no-real-check", action="store_true", help="keep on the synthetic check alone")
     parser.add_argument("--keep-weights", type=Path, default=None,
                         help="write every clip's fine-tuned copy here (kept or not), to score other checks without adapting again")
@@ -149,10 +153,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.keep_weights is not None:
         args.keep_weights.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    config = AdaptConfig(real_check=not args.no_real_check, targets=args.targets, degrade=args.degrade, blur_px=tuple(args.blur_px) if args.blur_px else None, tune=replace(AdaptConfig().tune, lr=args.lr, layers=args.layers))
+    config = AdaptConfig(replay=args.replay, real_check=not args.no_real_check, targets=args.targets, degrade=args.degrade, blur_px=tuple(args.blur_px) if args.blur_px else None, tune=replace(AdaptConfig().tune, lr=args.lr, layers=args.layers))
     results, per_clip = [], {}
     for folder in args.eval:
-        clips = gopro_clips(folder, args.frames)[: args.clips or None]
+        clips = [c for c in gopro_clips(folder, args.frames) if not args.only or c.name in args.only][: args.clips or None]
+        if not clips:
+            continue
         for budget in args.budget:
             summary, rows = evaluate_set(args.model, clips, str(folder), budget, config, args.keep_weights)
             results.append(summary)

@@ -151,6 +151,34 @@ def test_adaptation_that_helps_is_kept(fast_checkpoint, shaken, one_thread) -> N
     assert changed and result.seconds < 3 + 10  # the budget, plus the survey and pair synthesis of a tiny clip
 
 
+def test_replay_blurs_a_share_of_the_training_pairs_over_the_trained_range(fast_checkpoint, shaken, one_thread,
+                                                                           monkeypatch) -> None:
+    import vdeblur.engine.adapt.adapter as adapter
+    from vdeblur.engine.adapt.finetune import TuneRun
+
+    calls, trained = [], []
+    render = adapter.render_pairs
+
+    def spy(plan, *, count, frames, size, seed):
+        calls.append((plan.blur_px, count))
+        return render(plan, count=count, frames=frames, size=size, seed=seed)
+
+    def fake_finetune(base, blurred, sharp, **kwargs):
+        trained.append(len(blurred))
+        return TuneRun(base, 0, float("nan"))
+
+    monkeypatch.setattr(adapter, "render_pairs", spy)
+    monkeypatch.setattr(adapter, "finetune", fake_finetune)
+    frames, _ = shaken
+    base, _ = load_checkpoint(fast_checkpoint)
+    adapt_model(list(frames), base, AdaptConfig(**{**QUICK.__dict__, "replay": 0.5}))
+    (clip_range, n_clip), (wide_range, n_wide), _check = calls
+    assert n_clip == QUICK.train_clips and n_wide == QUICK.train_clips // 2 and trained == [QUICK.train_clips]
+    assert wide_range[0] == clip_range[0] and wide_range[1] >= 20 > clip_range[1]
+    with pytest.raises(ValueError, match="replay must be a share in"):
+        AdaptConfig(replay=1.5)
+
+
 @pytest.mark.parametrize("real_gain", [-0.5, 0.5])
 def test_the_clips_own_frames_can_refuse_what_the_synthetic_pairs_accept(fast_checkpoint, shaken, one_thread,
                                                                          monkeypatch, real_gain: float) -> None:
