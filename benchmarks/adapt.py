@@ -22,7 +22,7 @@ import torch
 
 from vdeblur.engine.adapt import AdaptConfig, adapt_model
 from vdeblur.engine.backends import resolve_model
-from vdeblur.train.checkpoint import load_checkpoint
+from vdeblur.train.checkpoint import load_checkpoint, save_checkpoint
 from vdeblur.train.frames import from_uint8
 from vdeblur.train.metrics import psnr_ssim_uint8
 
@@ -75,8 +75,6 @@ def evaluate_set(model_name: str, clips: list[Clip], data: str, budget: float, c
             psnr_ssim_uint8(from_uint8(model_method(result.tuned)(clip.blurred)), from_uint8(clip.sharp))[0]
         p_adapt = p_tuned if result.adapted else p_base
         if keep_weights is not None and result.tuned is not None:
-            from vdeblur.train.checkpoint import save_checkpoint
-
             save_checkpoint(keep_weights / copy_name(data, clip.name, budget), result.tuned,
                             metrics={"adapt_check_gain": result.check_gain})
         rows.append(ClipAdapt(clip.name, len(clip.blurred), p_in, p_base, p_adapt, result.adapted,

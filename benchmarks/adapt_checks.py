@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from vdeblur.engine.adapt import AdaptConfig
-from vdeblur.engine.adapt.realcheck import REFERENCES, real_frames_gain, window_outputs
+from vdeblur.engine.adapt.adapter import passes_checks
+from vdeblur.engine.adapt.realcheck import REFERENCES, checkable, real_frames_gain, window_outputs
 from vdeblur.engine.adapt.survey import survey_frames
 from vdeblur.engine.backends import resolve_model
 from vdeblur.train.checkpoint import load_checkpoint
@@ -59,7 +60,7 @@ def read_copies(run: dict, copies: Path, budget: float | None = None) -> list[Co
             copy, _ = load_checkpoint(copies / copy_name(data, row["clip"], float(at)))
             frames = clips[row["clip"]].blurred[: row["frames"]]
             survey = survey_frames(list(frames), len(frames), neighbours=config.neighbours)
-            real = [c for c in survey.candidates[:config.sources] if len(c.window) > 1]
+            real = checkable(survey.candidates[:config.sources])
             base_out, copy_out = window_outputs(base, real), window_outputs(copy, real)
             readings.append(CopyReadings(key, row["clip"], row["frames"], row["tuned_psnr"] - row["base_psnr"],
                                          row["check_gain"],
@@ -76,7 +77,7 @@ def rules(margin: float) -> dict[str, Rule]:
     """Keep-or-fall-back rules: the synthetic check alone, with each real-frame reference, and the bounds."""
     out: dict[str, Rule] = {"every copy": lambda r: True, "synthetic alone": lambda r: r.synthetic >= margin}
     for ref in REFERENCES:
-        out[f"synthetic + {ref}"] = lambda r, ref=ref: r.synthetic >= margin and not r.real[ref] < 0
+        out[f"synthetic + {ref}"] = lambda r, ref=ref: passes_checks(r.synthetic, r.real[ref], margin)
     out["a perfect check"] = lambda r: r.gain > 0
     return out
 

@@ -352,10 +352,10 @@ def test_the_benchmark_scores_every_copy_it_trained_and_can_keep_it(tmp_path: Pa
     a perfect check would have chosen from) and, with --keep-weights, written as a loadable checkpoint."""
     import json
 
-    import cv2
     from conftest import write_tiny_gopro
 
     from vdeblur.benchmarks.adapt import main
+    from vdeblur.benchmarks.quality import gopro_clips
     from vdeblur.engine.adapt.finetune import run_clip
     from vdeblur.train.frames import from_uint8
     from vdeblur.train.metrics import psnr_ssim_uint8
@@ -369,9 +369,8 @@ def test_the_benchmark_scores_every_copy_it_trained_and_can_keep_it(tmp_path: Pa
     (saved,) = (tmp_path / "copies").iterdir()
     assert saved.name == "gopro-seq0-2.safetensors"
     copy, _ = load_checkpoint(saved)
-    clip = np.stack([cv2.imread(str(p))[..., ::-1] for p in sorted((data / "test" / "seq0" / "blur").iterdir())])
-    sharp = np.stack([cv2.imread(str(p))[..., ::-1] for p in sorted((data / "test" / "seq0" / "sharp").iterdir())])
-    scored = psnr_ssim_uint8(from_uint8(run_clip(copy, clip)), from_uint8(sharp))[0]
+    (clip,) = gopro_clips(data, 1000)
+    scored = psnr_ssim_uint8(from_uint8(run_clip(copy, clip.blurred)), from_uint8(clip.sharp))[0]
     assert scored == pytest.approx(row["tuned_psnr"], abs=1e-6)  # the copy written is the copy scored
 
     # The copies read back and scored by every check, without adapting again.

@@ -23,7 +23,7 @@ from vdeblur.train.archs.base import DeblurModel, padded_size
 
 from .finetune import TuneSettings, finetune, pairs_psnr, restore
 from .pairs import PairPlan, plan_pairs, render_pairs
-from .realcheck import real_frames_gain, window_outputs
+from .realcheck import checkable, real_frames_gain, window_outputs
 from .survey import ClipSurvey, survey_frames, survey_video
 
 _REFERENCE_PIXELS = 1280 * 720
@@ -155,7 +155,7 @@ def adapt_model(clip: str | Path | Iterable[np.ndarray], base: DeblurModel, conf
                                     seed=config.seed + 1_000_003)  # other windows and paths than any training clip
     check_start = time.monotonic()
     base_psnr = float(pairs_psnr(base, check_x, check_y).mean())
-    real = [c for c in picked if len(c.window) > 1] if config.real_check else []
+    real = checkable(picked) if config.real_check else []
     base_real = window_outputs(base, real)
     check_cost = time.monotonic() - check_start
     deadline = started + budget - check_cost  # the adapted copy's check must fit in the budget too
@@ -167,11 +167,17 @@ def adapt_model(clip: str | Path | Iterable[np.ndarray], base: DeblurModel, conf
     run = finetune(base, train_x, train_y, deadline=deadline, settings=config.tune, seed=config.seed, progress=report)
     gain = float(pairs_psnr(run.model, check_x, check_y).mean()) - base_psnr
     real_gain = real_frames_gain(base_real, window_outputs(run.model, real), real) if real else float("nan")
-    keep = run.steps > 0 and gain >= config.keep_margin_db and not real_gain < 0  # nan: nothing to compare on
+    keep = run.steps > 0 and passes_checks(gain, real_gain, config.keep_margin_db)
     if progress is not None:
         progress(budget, budget)
     return AdaptResult(run.model if keep else base, keep, gain, run.steps, time.monotonic() - started, plan,
                        real_gain=real_gain, tuned=run.model)
+
+
+def passes_checks(check_gain: float, real_gain: float, margin_db: float) -> bool:
+    """Whether a fine-tuned copy is kept: ``margin_db`` better than the base weights on the held-back
+    pairs, and no worse on the clip's own frames (nan: there was nothing to compare on)."""
+    return check_gain >= margin_db and not real_gain < 0
 
 
 def _survey(clip: str | Path | Iterable[np.ndarray], total: int | None, neighbours: int) -> ClipSurvey:

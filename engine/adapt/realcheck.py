@@ -36,6 +36,11 @@ _MARGIN = 0.05  # share of each side left out of the comparison: what a shift br
 REFERENCES = ("adapted", "decoded", "base", "each")
 
 
+def checkable(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The candidates the check runs on: those with at least one neighbour to bring to them."""
+    return [c for c in candidates if len(c.window) > 1]
+
+
 def window_outputs(model: DeblurModel, candidates: Sequence[Candidate]) -> list[np.ndarray]:
     """The model's output for each candidate's window of decoded frames, (T, H, W, 3) uint8 each."""
     return [run_clip(model, np.stack(c.window)) for c in candidates]
@@ -61,14 +66,11 @@ def real_frames_gain(base_outputs: Sequence[np.ndarray], adapted_outputs: Sequen
     if reference not in REFERENCES:
         raise ValueError(f"unknown reference {reference!r}; allowed: {', '.join(REFERENCES)}")
 
-    def restored(outputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return [out[c.at] for out, c in zip(outputs, candidates)]
-
-    if reference == "each":
-        base_ref, adapted_ref = restored(base_outputs), restored(adapted_outputs)
-    else:
-        base_ref = adapted_ref = {"adapted": lambda: restored(adapted_outputs), "base": lambda: restored(base_outputs),
-                                  "decoded": lambda: [c.window[c.at] for c in candidates]}[reference]()
+    by_base = [out[c.at] for out, c in zip(base_outputs, candidates)]
+    by_adapted = [out[c.at] for out, c in zip(adapted_outputs, candidates)]
+    decoded = [c.window[c.at] for c in candidates]
+    base_ref, adapted_ref = {"adapted": (by_adapted, by_adapted), "decoded": (decoded, decoded),
+                             "base": (by_base, by_base), "each": (by_base, by_adapted)}[reference]
     base, adapted = closeness(base_outputs, base_ref, candidates), closeness(adapted_outputs, adapted_ref, candidates)
     return float(np.mean(adapted - base)) if len(base) else float("nan")
 
