@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--targets", choices=["restored", "frames"], default=AdaptConfig().targets)
     parser.add_argument("--replay", type=float, default=AdaptConfig().replay,
                         help="share of training pairs blurred up to the top of the trained range")
+    parser.add_argument("--train-clips", type=int, default=AdaptConfig().train_clips,
+                        help="distinct training windows cut from the clip's targets")
     parser.add_argument("--no-real-check", action="store_true", help="keep on the synthetic check alone")
     parser.add_argument("--keep-weights", type=Path, default=None,
                         help="write every clip's fine-tuned copy here (kept or not), to score other checks without adapting again")
@@ -151,7 +153,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.keep_weights is not None:
         args.keep_weights.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    config = AdaptConfig(replay=args.replay, real_check=not args.no_real_check, targets=args.targets, degrade=args.degrade, blur_px=tuple(args.blur_px) if args.blur_px else None, tune=replace(AdaptConfig().tune, lr=args.lr, layers=args.layers))
+    config = AdaptConfig(replay=args.replay, train_clips=args.train_clips, real_check=not args.no_real_check,
+                         targets=args.targets, degrade=args.degrade,
+                         blur_px=tuple(args.blur_px) if args.blur_px else None,
+                         tune=replace(AdaptConfig().tune, lr=args.lr, layers=args.layers))
     results, per_clip = [], {}
     for folder in args.eval:
         clips = [c for c in gopro_clips(folder, args.frames) if not args.only or c.name in args.only][: args.clips or None]

@@ -362,8 +362,10 @@ def test_the_benchmark_scores_every_copy_it_trained_and_can_keep_it(tmp_path: Pa
 
     data = write_tiny_gopro(tmp_path / "gopro", photo)
     main(["--model", str(fast_checkpoint), "--eval", str(data), "--budget", "2", "--out", str(tmp_path / "out"),
-          "--keep-weights", str(tmp_path / "copies")])
-    (row,) = json.loads((tmp_path / "out" / "adapt.json").read_text())["per_clip"][f"{data}@2"]
+          "--keep-weights", str(tmp_path / "copies"), "--train-clips", "8"])
+    report = json.loads((tmp_path / "out" / "adapt.json").read_text())
+    assert report["config"]["train_clips"] == 8  # the search's knobs reach the adapter and are recorded
+    (row,) = report["per_clip"][f"{data}@2"]
     assert not row["skipped"] and np.isfinite(row["tuned_psnr"])
     assert row["adapted_psnr"] == (row["tuned_psnr"] if row["kept"] else row["base_psnr"])
     (saved,) = (tmp_path / "copies").iterdir()
