@@ -127,6 +127,7 @@ def per_clip_markdown(per_clip: dict[str, list[dict]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    defaults = AdaptConfig()  # the shipped settings: what the search varies from
     parser.add_argument("--model", default="vdeblur_deep", help="model name with bundled weights, or a checkpoint")
     parser.add_argument("--eval", type=Path, action="append", required=True, help="GoPro-layout folder (its test/ split)")
     parser.add_argument("--budget", type=float, action="append", required=True, help="seconds of adaptation per clip")
@@ -134,14 +135,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clips", type=int, default=0, help="only the first N clips of each folder (0: all)")
     parser.add_argument("--only", action="append", default=[], metavar="CLIP",
                         help="only the clips of this name (repeatable), in any folder that has them")
-    parser.add_argument("--lr", type=float, default=AdaptConfig().tune.lr)
-    parser.add_argument("--layers", choices=["all", "norm+last"], default=AdaptConfig().tune.layers)
+    parser.add_argument("--lr", type=float, default=defaults.tune.lr)
+    parser.add_argument("--layers", choices=["all", "norm+last"], default=defaults.tune.layers)
     parser.add_argument("--blur-px", type=float, nargs=2, default=None, help="fixed blur range of the pairs")
-    parser.add_argument("--degrade", choices=["training", "measured"], default=AdaptConfig().degrade)
-    parser.add_argument("--targets", choices=["restored", "frames"], default=AdaptConfig().targets)
-    parser.add_argument("--replay", type=float, default=AdaptConfig().replay,
+    parser.add_argument("--degrade", choices=["training", "measured"], default=defaults.degrade)
+    parser.add_argument("--targets", choices=["restored", "frames"], default=defaults.targets)
+    parser.add_argument("--replay", type=float, default=defaults.replay,
                         help="share of training pairs blurred up to the top of the trained range")
-    parser.add_argument("--train-clips", type=int, default=AdaptConfig().train_clips,
+    parser.add_argument("--train-clips", type=int, default=defaults.train_clips,
                         help="distinct training windows cut from the clip's targets")
     parser.add_argument("--no-real-check", action="store_true", help="keep on the synthetic check alone")
     parser.add_argument("--keep-weights", type=Path, default=None,
@@ -153,10 +154,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.keep_weights is not None:
         args.keep_weights.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    config = AdaptConfig(replay=args.replay, train_clips=args.train_clips, real_check=not args.no_real_check,
-                         targets=args.targets, degrade=args.degrade,
-                         blur_px=tuple(args.blur_px) if args.blur_px else None,
-                         tune=replace(AdaptConfig().tune, lr=args.lr, layers=args.layers))
+    config = replace(defaults, replay=args.replay, train_clips=args.train_clips, real_check=not args.no_real_check,
+                     targets=args.targets, degrade=args.degrade,
+                     blur_px=tuple(args.blur_px) if args.blur_px else None,
+                     tune=replace(defaults.tune, lr=args.lr, layers=args.layers))
     results, per_clip = [], {}
     for folder in args.eval:
         clips = [c for c in gopro_clips(folder, args.frames) if not args.only or c.name in args.only][: args.clips or None]
