@@ -7,6 +7,9 @@ A short test video (a synthesised shaken clip, encoded once with the engine's wr
    own (CUDA synchronised before every clock read). Each stage's total over the video divided by
    the frame count is reported (a mean, not a median: x264 buffers frames and encodes them in
    bursts and at the final flush, so per-frame encode times are meaningless one by one).
+   For a model that takes the previous frame aligned by the global motion (input kind ``rgb+motion``),
+   the motion estimate between consecutive decoded frames is also timed on its own (``motion_ms``): it
+   runs inside the stream step, so it is part of the inference figure, reported beside it.
 2. *End to end*: the engine's ``deblur_video`` on the same file, wall time per frame, whatever
    overlap of stages its threads achieve, and the time its own inference stage took in that run.
 
@@ -34,6 +37,7 @@ from vdeblur.engine.stream import DeblurStream
 from vdeblur.engine.video_io import VideoWriter, demux, open_input, source_info
 from vdeblur.train.archs.base import DeblurModel
 from vdeblur.train.frames import to_uint8
+from vdeblur.train.motion import estimate_motion
 
 from .latency import BackendUnavailable, open_backend
 from .quality import HELD_OUT_SEED
@@ -58,6 +62,7 @@ class StageResult:
     height: int
     frames: int
     stage_ms: dict[str, float]  # mean per frame of each of STAGES, the stages run one after another
+    motion_ms: float  # of the inference stage: the global motion estimate per frame (0: the model takes none)
     end_to_end_ms: float  # deblur_video wall time / frames
     pipeline_inference_ms: float  # deblur_video's inference stage / frames, in that same run
     ratio: float  # end_to_end_ms / pipeline_inference_ms: >= 1
@@ -97,16 +102,18 @@ def measure_stages(model: DeblurModel, backend: str, width: int, height: int, co
     totals = _sequential_pass(runner, video, workdir / "stages-sequential.mp4")
     frames = totals.pop("frames")
     stage_ms = {name: 1000 * totals[name] / frames for name in STAGES}
+    motion_ms = 1000 * totals["motion"] / frames
     stats = deblur_video(video, workdir / "stages-pipeline.mp4", runner, overwrite=True)
     end_to_end, inference = (1000 * seconds / stats.frames for seconds in (stats.wall_s, stats.stage_s["infer"]))
-    return StageResult(model.model_name, backend, width, height, frames, stage_ms, end_to_end, inference,
+    return StageResult(model.model_name, backend, width, height, frames, stage_ms, motion_ms, end_to_end, inference,
                        end_to_end / inference)
 
 
 def _sequential_pass(runner: Backend, video: Path, out: Path) -> dict[str, float]:
     """Seconds spent in each stage over the whole video, the stages run one after another."""
     sync = (lambda: torch.cuda.synchronize(runner.device)) if runner.device.type == "cuda" else (lambda: None)
-    totals = dict.fromkeys(STAGES, 0.0)
+    totals = dict.fromkeys((*STAGES, "motion"), 0.0)
+    takes_motion = runner.input_kind == "rgb+motion"
     container = open_input(video)
     try:
         options = EncodeOptions()
@@ -114,7 +121,7 @@ def _sequential_pass(runner: Backend, video: Path, out: Path) -> dict[str, float
             stream = DeblurStream(runner)
             _warm_up(runner, container)
             items = demux(container, video)
-            frames = 0
+            frames, previous = 0, None
             while True:
                 t0 = time.perf_counter()
                 item = next(items, None)
@@ -134,9 +141,13 @@ def _sequential_pass(runner: Backend, video: Path, out: Path) -> dict[str, float
                 t5 = time.perf_counter()
                 for name, seconds in zip(STAGES[1:], (t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
                     totals[name] += seconds
-                frames += 1
-            t6 = time.perf_counter()
-        totals["encode"] += time.perf_counter() - t6  # the flush: x264 holds its lookahead frames until here
+                if takes_motion and previous is not None:  # again, on its own: the step above did it inside
+                    t6 = time.perf_counter()
+                    estimate_motion(previous, item.rgb)
+                    totals["motion"] += time.perf_counter() - t6
+                frames, previous = frames + 1, item.rgb
+            t7 = time.perf_counter()
+        totals["encode"] += time.perf_counter() - t7  # the flush: x264 holds its lookahead frames until here
     finally:
         container.close()
     return {**totals, "frames": frames}

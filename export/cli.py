@@ -84,7 +84,7 @@ def _check_fp16(model: DeblurModel, fp16_path: Path, image: Path, opset: int) ->
     import cv2
 
     from vdeblur.train.padding import pad_to_multiple
-    from vdeblur.train.edges import prepare_input
+    from vdeblur.train.inputs import prepare_input
     from vdeblur.train.frames import from_uint8
 
     from .fp16 import compare_fp16
@@ -94,7 +94,9 @@ def _check_fp16(model: DeblurModel, fp16_path: Path, image: Path, opset: int) ->
     if bgr is None:
         raise ValueError(f"{image} is not an image OpenCV can read")
     frame = from_uint8(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))[None]
-    frame = pad_to_multiple(prepare_input(frame, model.input_kind), model.pad_multiple).numpy()
+    # One image, so a model that reads its previous frame sees a first frame (its zero state).
+    first = model.initial_state(1, *frame.shape[-2:])
+    frame = pad_to_multiple(prepare_input(frame, model.input_kind, first), model.pad_multiple).numpy()
     with tempfile.TemporaryDirectory() as tmp:
         fp32_path = Path(tmp) / "fp32.onnx"
         export_onnx(model, fp32_path, opset=opset)

@@ -42,12 +42,17 @@ case "$name" in
   # INIT (the bundled step-38000 weights) with the 14-block preset for one annealed schedule of 12000 steps
   # (~90 CPU-minutes at 0.45 CPU-s per step); text_with draws 1 clip in 7 from 96 text images (photos and
   # dead leaves keep their 2:1), text_control is the same run without it.
-  pool|pool_align|pool_grow|restart|restart_grow|restart_align|text_with|text_control)
+  # Tenth stage: the previous frame aligned by the global camera motion (aligned_prev: model.aligned_previous,
+  # train/motion.py) grown onto INIT (the bundled step-38000 weights), windows of 4 frames at batch 4 (three of
+  # four frames have a previous one; the same frames per batch), one annealed schedule of 6000 steps (~85 CPU-min) at the
+  # ninth stage's learning rate; its control is text_control (the same weights continued, ~90 CPU-minutes).
+  pool|pool_align|pool_grow|restart|restart_grow|restart_align|text_with|text_control|aligned_prev)
     case "$name" in
       pool|restart) pool_sets+=(--set "model.overrides={$deep7}") ;;
       pool_align) pool_sets+=(--set "model.overrides={feedback_align = true, $deep7}" --set train.window=4 --set train.batch=4) ;;
       pool_grow|restart_grow) pool_sets+=(--set 'model.overrides={enc_blocks = [0, 1, 4, 6], dec_blocks = [0, 2, 1]}') ;;
       restart_align) pool_sets+=(--set 'model.overrides={feedback_align = true}' --set train.window=4 --set train.batch=4) ;;
+      aligned_prev) pool_sets+=(--set 'model.overrides={aligned_previous = true}' --set train.window=4 --set train.batch=4) ;;
       text_with) [ -d data/fonts ] || bash scripts/fetch_fonts.sh data/fonts
                  pool_sets+=(--set 'data.sources=["data/photos/train", "data/photos/train", "deadleaves:96", "data/photos/train", "data/photos/train", "deadleaves:96", "text:96:data/fonts"]') ;;
     esac
@@ -56,6 +61,7 @@ case "$name" in
       restart_grow) pool_sets+=(--set train.steps=17500) ;;
       restart_align) pool_sets+=(--set train.steps=14000) ;;
       text_with|text_control) pool_sets+=(--set train.steps=12000) ;;
+      aligned_prev) pool_sets+=(--set train.steps=6000) ;;
     esac
     [ -f "runs/study/$name/last.train.pt" ] && exec vdeblur-train "${pool_sets[@]}" --resume
     exec vdeblur-train "${pool_sets[@]}" --init-from "$INIT" ;;

@@ -159,6 +159,7 @@ def test_quick_run_writes_json_with_every_field(quick_run) -> None:
         assert any("Untrained" in note for note in data["notes"])
     for stage in data["stages"]:
         assert set(stage["stage_ms"]) == {"decode", "host_to_device", "inference", "device_to_host", "encode"}
+        assert stage["motion_ms"] == 0  # the quick run's models take no motion input
         # Both figures of the ratio come from one pipelined run, whose inference stage lies inside its wall time.
         assert stage["end_to_end_ms"] >= stage["pipeline_inference_ms"] > 0
         assert stage["ratio"] == pytest.approx(stage["end_to_end_ms"] / stage["pipeline_inference_ms"]) and stage["ratio"] >= 1
@@ -267,3 +268,37 @@ def test_train_speed_rows_cover_precision_and_layout_with_gradient_checks() -> N
     assert rows[0].grad_cos == pytest.approx(1.0, abs=1e-3) and rows[1].grad_cos > 0.999  # layout alone: the same gradient
     assert all(r.grad_cos > 0.99 and r.cpu_s > 0 for r in rows)
     assert "| bf16 | true |" in table(rows) and "1.00x" in table(rows)
+
+
+def test_stages_time_the_motion_estimate_of_a_model_that_takes_the_previous_frame(tmp_path) -> None:
+    from vdeblur.benchmarks.stages import StagesConfig, measure_stages
+    from vdeblur.train.registry import build_model
+
+    model = build_model("vdeblur_deep", {"channels": (8, 8, 16, 16), "lstm_hidden": 8, "feedback": 4,
+                                         "aligned_previous": True}).eval()
+    stage = measure_stages(model, "torch-fp32", 96, 64, StagesConfig(frames=4), tmp_path, threads=1)
+    assert stage is not None and stage.motion_ms > 0 and stage.stage_ms["inference"] > 0
+    assert "motion estimate" in report.stages_table([stage])
+
+
+def test_aligned_probe_trains_and_scores_every_arm(tmp_path, photo: np.ndarray) -> None:
+    """Each arm of the probe builds its input, trains a step and runs a held-out clip frame by frame."""
+    from vdeblur.benchmarks import aligned_probe as probe
+    from vdeblur.train.synth import render_shake_clip
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "a.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    pool = probe.build_pool(photos, clips=2, seed=0)
+    assert pool["blurred"].shape == (2, probe.POOL_FRAMES, probe.POOL_SIZE, probe.POOL_SIZE, 3)
+    assert pool["homographies"].shape == (2, len(probe.TARGETS), 3, 3, 3) and (pool["confidences"] > 0).any()
+    blurred, sharp = render_shake_clip(photo, frames=3, height=48, width=64, seed=1)
+    for kind, frames in (("blur", blurred), ("sharp", sharp)):
+        (tmp_path / "eval/test/c0" / kind).mkdir(parents=True)
+        for t, f in enumerate(frames):
+            cv2.imwrite(str(tmp_path / "eval/test/c0" / kind / f"{t:03d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    for name, arm in probe.ARMS.items():
+        net, steps = probe.train_arm(arm, pool, seed=0, cpu_s=0.0)  # a budget of nothing still takes one step
+        assert steps == 1 and net.e1[0][0].in_channels == arm.in_channels, name
+        gains = probe.evaluate(net, arm, tmp_path / "eval")
+        assert list(gains) == ["c0"] and np.isfinite(gains["c0"]), name

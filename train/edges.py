@@ -34,12 +34,3 @@ def add_edge_channel(frame: torch.Tensor) -> torch.Tensor:
     rgb8 = to_uint8(frame)  # (B, H, W, 3)
     edges = np.stack([canny_edges(np.ascontiguousarray(img)) for img in rgb8])[:, None]
     return torch.cat([frame, torch.from_numpy(edges).to(frame.device, frame.dtype)], dim=1)
-
-
-def prepare_input(frame: torch.Tensor, input_kind: str) -> torch.Tensor:
-    """What a model with ``input_kind`` is fed for an RGB frame."""
-    if input_kind == "rgb":
-        return frame
-    if input_kind == "rgb+canny":
-        return add_edge_channel(frame)
-    raise ValueError(f"unknown input kind {input_kind!r}; allowed: rgb, rgb+canny")

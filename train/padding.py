@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from typing import Any, Protocol
 
 from .archs.base import padded_size
-from .edges import prepare_input
+from .inputs import prepare_input
 
 
 def pad_to_multiple(frame: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -36,11 +36,11 @@ class Steppable(Protocol):
 
 
 def run_padded(model: Steppable, frame: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-    """One step on an RGB frame of any size: (edge channel) -> pad -> run -> crop.
+    """One step on an RGB frame of any size: (edge or motion channels) -> pad -> run -> crop.
 
     The state stays at the padded size, which ``initial_state`` already accounts for.
     """
     h, w = frame.shape[-2:]
-    x = pad_to_multiple(prepare_input(frame, model.input_kind), model.pad_multiple)
+    x = pad_to_multiple(prepare_input(frame, model.input_kind, state), model.pad_multiple)
     out, new_state = model.run(x, state)
     return out[..., :h, :w], new_state

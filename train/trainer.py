@@ -25,7 +25,7 @@ from .checkpoint import jsonable, load_weights, save_checkpoint
 from .config import Config, ConfigError
 from .distributed import DistInfo, any_rank, epoch_loader, unwrap, wrap
 from .device_data import DeviceShakeBatches
-from .edges import prepare_input
+from .inputs import prepare_input
 from .losses import FFTLoss, GANObjective, PerceptualLoss, content_loss, gradient_penalty
 from .metrics import psnr_ssim_uint8
 from .padding import run_padded
@@ -43,7 +43,7 @@ def unroll(model: nn.Module, blurred: torch.Tensor, input_kind: str) -> torch.Te
     outs = []
     for i in range(t):
         # The frame stays NCHW even with train.channels_last: NHWC weights make every conv output NHWC.
-        out, state = model(prepare_input(blurred[:, i], input_kind), state)
+        out, state = model(prepare_input(blurred[:, i], input_kind, state), state)
         outs.append(out)
     return torch.stack(outs, dim=1).flatten(0, 1)
 
@@ -342,7 +342,7 @@ class Trainer:
             ours, theirs = grown.initial_state(1, size, size), small.initial_state(1, size, size)
             for _ in range(2):  # two steps, so the recurrent state is compared too
                 a, ours = grown(probe, ours)
-                b, theirs = small(probe, theirs)
+                b, theirs = small(probe[:, :small.in_channels], theirs)  # grown inputs (motion) start unused
                 gap = (a - b).abs().max().item()
                 if gap > 1e-5:
                     raise ConfigError(f"--init-from: the model grown from {path} does not compute what it did "

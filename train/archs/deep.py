@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..blocks import ConvBlock, ConvLSTMCell, activation
+from ..motion import MOTION_CHANNELS
 from ..registry import register
 from .base import DeblurModel, State, StateSlot
 
@@ -48,6 +49,11 @@ class DeepConfig:
     # (a tiny two-level flow head, +-24 px of reach). Starts as "no motion, no injection", so it can be
     # grown onto a trained model (load_grown). Needs feedback > 0.
     feedback_align: bool = False
+    # The previous decoded frame as a second view, warped onto the current one by the global camera
+    # motion estimated between the two (train/motion.py; input kind rgb+motion: RGB + displacement,
+    # validity and confidence), injected at the input and at stride 4 through convs that start at
+    # zero, so it can be grown onto a trained model. The frame is kept as the first state slot.
+    aligned_previous: bool = False
     act: str = "relu"
 
     def __post_init__(self) -> None:
@@ -57,6 +63,9 @@ class DeepConfig:
             raise ValueError(f"dilation must be >= 1, lstm_hidden and feedback >= 0; got {self}")
         if self.feedback_align and not self.feedback:
             raise ValueError(f"feedback_align warps the fed-back features: it needs feedback > 0; got {self}")
+
+
+ALIGNED_CHANNELS = 5  # what the aligned previous frame adds: warped RGB, validity, confidence
 
 
 class DilatedResBlock(nn.Module):
@@ -104,6 +113,10 @@ class DeepRecurrentDeblur(DeblurModel):
         b1, b2, b3, b4 = cfg.enc_blocks
         d = cfg.dilation
         slots = []
+        if cfg.aligned_previous:
+            # The model's own input frame, so the next step can warp it: slot 0 by the rgb+motion contract.
+            slots.append(StateSlot("previous", 3, 1))
+            self.input_kind, self.in_channels = "rgb+motion", 3 + MOTION_CHANNELS
         if cfg.lstm_hidden:
             slots += [StateSlot("h", cfg.lstm_hidden, 16), StateSlot("c", cfg.lstm_hidden, 16)]
         if cfg.feedback:
@@ -136,6 +149,14 @@ class DeepRecurrentDeblur(DeblurModel):
                 for conv in (self.flow[-1], self.aligned_in):
                     nn.init.zeros_(conv.weight)
                     nn.init.zeros_(conv.bias)
+        if cfg.aligned_previous:
+            # Warped previous frame (3), validity, confidence: unshuffled like the frame, added before the
+            # first activation (as if they were input channels of enc1's conv) and at stride 4.
+            self.previous_in = nn.Conv2d(ALIGNED_CHANNELS * 4, c1, 3, padding=1)
+            self.previous_inject = nn.Conv2d(ALIGNED_CHANNELS * 16, c2, 1)
+            for conv in (self.previous_in, self.previous_inject):
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
         if cfg.lstm_hidden:
             self.lstm = ConvLSTMCell(c4, cfg.lstm_hidden)
             self.fuse = ConvBlock(c4 + cfg.lstm_hidden, c4, kernel=1, act=cfg.act)
@@ -173,8 +194,8 @@ class DeepRecurrentDeblur(DeblurModel):
                 nn.init.zeros_(module.body[2].weight)
                 nn.init.zeros_(module.body[2].bias)
                 added |= keys
-            elif name in ("flow", "aligned_in") and keys <= missing:
-                added |= keys  # the aligned path starts as "no motion, no injection" (see __init__)
+            elif name in ("flow", "aligned_in", "previous_in", "previous_inject") and keys <= missing:
+                added |= keys  # the aligned paths start as "no motion, no injection" (see __init__)
         if missing - added:
             raise ValueError(f"vdeblur_deep can grow only by whole residual blocks; the smaller model lacks "
                              f"{sorted(missing - added)[:3]}")
@@ -183,11 +204,22 @@ class DeepRecurrentDeblur(DeblurModel):
 
     def forward(self, frame: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         cfg = self.cfg
+        new_state: tuple[torch.Tensor, ...] = ()
+        if cfg.aligned_previous:
+            frame, field = frame[:, :3], frame[:, 3:]
+            aligned = self.aligned_previous_view(state[0], field)  # (B, 5, H, W)
+            new_state, state = (frame,), state[1:]
         x = frame * 2 - 1
-        s1 = self.enc1(self.unshuffle2(x))
+        if cfg.aligned_previous:
+            conv, act = self.enc1[0]
+            s1 = self.enc1[1](act(conv(self.unshuffle2(x)) + self.previous_in(self.unshuffle2(aligned))))
+        else:
+            s1 = self.enc1(self.unshuffle2(x))
         s2 = self.down2(s1)
         if cfg.multiscale_input:
             s2 = s2 + self.inject[0](nn.functional.pixel_unshuffle(x, 4))
+        if cfg.aligned_previous:
+            s2 = s2 + self.previous_inject(nn.functional.pixel_unshuffle(aligned, 4))
         if cfg.feedback:
             s2 = s2 + self.feedback_in(state[-1])
         s2 = self.enc2(s2)
@@ -199,11 +231,10 @@ class DeepRecurrentDeblur(DeblurModel):
         if cfg.multiscale_input:
             s4 = s4 + self.inject[2](nn.functional.pixel_unshuffle(x, 16))
         s4 = self.enc4(s4)
-        new_state: tuple[torch.Tensor, ...] = ()
         if cfg.lstm_hidden:
             h, c = self.lstm(s4, (state[0], state[1]))
             s4 = self.fuse(torch.cat([s4, h], dim=1))
-            new_state = (h, c)
+            new_state = (*new_state, h, c)
         y = self.dec3(self.up3(s4) + s3)
         skip2 = s2
         if cfg.feedback_align:
@@ -216,6 +247,14 @@ class DeepRecurrentDeblur(DeblurModel):
             new_state = (*new_state, self.feedback_out(y))
         y = self.dec1(self.up1(y) + s1)
         return frame + self.head(y), new_state
+
+    @staticmethod
+    def aligned_previous_view(previous: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
+        """The previous frame warped onto the current one, centred as the frame is and zero where it
+        has no pixel, with the validity and confidence channels: (B, 5, H, W)."""
+        flow, valid, confidence = field[:, :2], field[:, 2:3], field[:, 3:4]
+        warped = (warp(previous, flow) * 2 - 1) * valid
+        return torch.cat([warped, valid, confidence], dim=1)
 
 
 register("vdeblur_deep", DeepConfig, discriminator="patchgan",
