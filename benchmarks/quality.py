@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from vdeblur.engine.adapt.finetune import run_clip
@@ -55,6 +56,8 @@ class Clip:
     name: str
     blurred: np.ndarray  # (T, H, W, 3) uint8
     sharp: np.ndarray  # (T, H, W, 3) uint8
+    # (T, H, W) bool: where objects move on their own (sets rendered with --objects), else None
+    moving: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,10 @@ def gopro_clips(root: Path, frames_per_sequence: int) -> list[Clip]:
     clips = []
     for seq in scan_gopro(root, "test"):
         n = min(frames_per_sequence, len(seq.blur))
+        masks = sorted((seq.blur[0].parent.parent / "mask").glob("*.png"))
+        moving = np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127 for p in masks[:n]]) if masks else None
         clips.append(Clip(seq.name, np.stack([read_rgb(p) for p in seq.blur[:n]]),
-                          np.stack([read_rgb(p) for p in seq.sharp[:n]])))
+                          np.stack([read_rgb(p) for p in seq.sharp[:n]]), moving))
     return clips
 
 

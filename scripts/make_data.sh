@@ -3,8 +3,8 @@
 # with --study also the pre-rendered training folders of the first model study (docs/model_study.md). Needs
 # data/photos (scripts/fetch_photos.sh, run here when missing). The default model trains on blur synthesised fresh
 # for every item (data.kind = "synthetic"), so it needs no rendered training folder.
-#   bash scripts/make_data.sh            # ~7 CPU-minutes: data/eval, data/eval_small, data/eval_crf12, data/eval_dense*,
-#                                        # data/eval_shutter
+#   bash scripts/make_data.sh            # ~8 CPU-minutes: data/eval, data/eval_small, data/eval_crf12, data/eval_dense*,
+#                                        # data/eval_shutter, data/eval_moving
 #   bash scripts/make_data.sh --study    # + data/shake2 and the low-blur folders (~25 more CPU-minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +31,11 @@ $render --source data/photos/test_dense --out data/eval_dense360 --split test --
 # all of the frame interval, so the 5-12 px of shake a whole interval would gather blurs some frames far less.
 $render --source data/photos/test --out data/eval_shutter --split test --sequences 12 --frames 32 --size 240x320 \
     --seed 31 --scale 0.4 1.0 --blur-px 5 12 --shutter 0.25 1 --prefix sh
+# What one homography cannot align, for models fed the previous frame aligned by the camera's motion: the held-out
+# photographs with 1-3 cut-outs each crossing the view on its own path at 3-20 px per frame (temporal blur only),
+# their masks in <clip>/mask/ so that evaluations also score the moving regions alone; 24 clips of 8 frames.
+$render --source data/photos/test --out data/eval_moving --split test --sequences 24 --frames 8 --size 240x320 --seed 41 \
+    --scale 0.4 1.0 --blur-px 5 12 --prefix mv --objects
 [[ ${1:-} == --study ]] || exit 0
 
 # The first model study's training data: 2400 clips of the 31 training wallpapers + scikit-image's 6, and 800 of

@@ -56,3 +56,18 @@ def test_evaluate_reports_mean_worst_clip_and_share_improved(tmp_path: Path, pho
 def test_study_script_refuses_an_unknown_candidate() -> None:
     result = subprocess.run(["bash", str(REPO / "scripts" / "model_study.sh"), "nonsense"], capture_output=True, text=True)
     assert result.returncode == 2 and "unknown candidate 'nonsense'; allowed: fast deep" in result.stderr
+
+
+def test_evaluate_scores_the_moving_regions_of_a_set_rendered_with_objects(tmp_path: Path) -> None:
+    from vdeblur.train.synth.render_dataset import main as render
+
+    render(["--source", "skimage", "--out", str(tmp_path / "moving"), "--split", "test", "--sequences", "2",
+            "--frames", "3", "--size", "48x64", "--seed", "3", "--blur-px", "3", "6", "--objects"])
+    masks = sorted((tmp_path / "moving" / "test").glob("*/mask/*.png"))
+    assert len(masks) == 6
+    identity = save_checkpoint(tmp_path / "identity.safetensors", build_model("vdeblur_fast"))
+    main(["evaluate", "--checkpoint", f"id={identity}", "--eval", str(tmp_path / "moving"), "--out", str(tmp_path / "out")])
+    [result] = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert result["moving_gain"] == 0  # the identity, inside the masks too
+    assert all(c["moving_psnr"] == c["moving_input_psnr"] for c in result["per_clip"] if c["moving_psnr"] is not None)
+    assert "gain in moving regions" in (tmp_path / "out" / "evaluation.md").read_text()

@@ -1,4 +1,6 @@
-"""Blur synthesis: determinism, linear-light averaging, blur magnitude, kernels, noise, compression."""
+"""Blur synthesis: determinism, linear-light averaging, blur magnitude, kernels, noise, compression, moving objects."""
+
+from dataclasses import replace
 
 import cv2
 import numba
@@ -290,3 +292,26 @@ def test_render_dataset_clean_h264_variant_keeps_the_blur_and_changes_only_the_d
     with pytest.raises(SystemExit):
         main([*args, "--out", str(tmp_path / "bad"), "--h264-crf", "60"])
     assert "h264_crf must be a range within 0..51" in capsys.readouterr().err
+
+
+def test_moving_objects_cross_the_view_on_their_own_paths_and_their_masks_say_where(photo: np.ndarray) -> None:
+    from vdeblur.train.synth.clip import render_object_clip
+    from vdeblur.train.synth.objects import ObjectsConfig
+
+    plain = ShakeConfig(mode="temporal", blur_px=(4.0, 6.0), noise=None, compression=None)
+    moving = replace(plain, objects=ObjectsConfig(count=(2, 2), speed_px=(10.0, 12.0)))
+    _, sharp, none = render_object_clip(photo, frames=4, height=96, width=128, seed=5, config=plain)
+    blurred, with_objects, masks = render_object_clip(photo, frames=4, height=96, width=128, seed=5, config=moving)
+    assert not none.any() and masks.shape == (4, 96, 128) and all(m.mean() > 0.01 for m in masks)
+    # The camera is the same draw; only where objects are does the sharp frame change.
+    diff = np.abs(with_objects.astype(int) - sharp.astype(int)).max(axis=-1)
+    near = np.stack([cv2.dilate(m.astype(np.uint8), np.ones((11, 11), np.uint8)) > 0 for m in masks])  # + feathering
+    assert diff[~near].max() == 0 and diff[masks].mean() > 5
+    # They move on screen by about their speed per frame, whatever the camera does.
+    centres = [np.argwhere(m).mean(axis=0) for m in masks]
+    steps = [np.linalg.norm(b - a) for a, b in zip(centres, centres[1:])]
+    assert all(2 < s < 20 for s in steps), steps
+    # Without objects: the clips of before, draw for draw.
+    again, _ = render_shake_clip(photo, frames=4, height=96, width=128, seed=5, config=plain)
+    assert np.array_equal(render_object_clip(photo, frames=4, height=96, width=128, seed=5, config=plain)[0], again)
+    assert blurred.shape == again.shape

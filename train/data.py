@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .synth.clip import ShakeConfig, render_shake_clip, render_video_clip
+from .synth.clip import ShakeConfig, render_object_clip, render_video_clip
 from .synth.sources import Source, VideoFile, read_rgb
 
 SPLITS = ("train", "test")
@@ -193,12 +193,15 @@ class SyntheticDataset(Dataset):
             raise IndexError(f"index {index} outside a dataset of {self.length} items")
         rng = np.random.default_rng([self.seed, self.epoch, index])
         for _ in range(FLAT_TRIES):  # a flat clip is drawn again from the item's own stream (data.min_detail)
-            blurred, sharp = self._clip(rng)
+            blurred, sharp, moving = self._clip(rng)
             if self.min_detail <= 0 or detail(sharp) >= self.min_detail:
                 break
-        return to_item(blurred, sharp)
+        item = to_item(blurred, sharp)
+        if self.config.objects is not None:  # where objects move on their own: (T, H, W) bool
+            item["moving"] = torch.from_numpy(moving)
+        return item
 
-    def _clip(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _clip(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         source = self.sources[int(rng.integers(len(self.sources)))]
         factor = float(rng.uniform(*self.scale))
         clip_seed = int(rng.integers(2**63))
@@ -208,13 +211,12 @@ class SyntheticDataset(Dataset):
             video = source.read_frames(start, self.frames * self.per_output)
             video = np.stack([self._rescale(f, factor) for f in video])
             blurred, sharp = render_video_clip(video, per_output=self.per_output, **size)
-        elif self.region_margin:
+            return blurred, sharp, np.zeros(blurred.shape[:3], bool)
+        if self.region_margin:
             image = self._region(source.read(int(rng.integers(len(source)))), factor, rng)
-            blurred, sharp = render_shake_clip(image, centred=True, **size)
-        else:
-            image = self._rescale(source.read(int(rng.integers(len(source)))), factor)
-            blurred, sharp = render_shake_clip(image, **size)
-        return blurred, sharp
+            return render_object_clip(image, centred=True, **size)
+        image = self._rescale(source.read(int(rng.integers(len(source)))), factor)
+        return render_object_clip(image, **size)
 
     def _region(self, image: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
         """The part of ``_rescale(image, factor)`` a clip can look at: the window plus ``region_margin``

@@ -13,6 +13,7 @@ import numpy as np
 
 from .camera import CameraConfig, random_camera_path
 from .degrade import CompressionConfig, NoiseConfig, degrade_clip, linear_to_srgb, srgb_to_linear
+from .objects import ObjectsConfig, draw_objects, object_mask
 from .temporal import render_temporal_clip
 from .trajectories import render_kernel_clip
 
@@ -41,6 +42,9 @@ class ShakeConfig:
     camera: CameraConfig = field(default_factory=CameraConfig)
     noise: NoiseConfig | None = field(default_factory=NoiseConfig)
     compression: CompressionConfig | None = field(default_factory=CompressionConfig)
+    # Cut-outs moving on their own across the view (objects.py), what a global alignment cannot follow;
+    # a clip with objects is always rendered in temporal mode. None: none (and the same draws as before).
+    objects: ObjectsConfig | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in BLUR_MODES:
@@ -62,18 +66,20 @@ NOISE_CHOICES = ("default", "none")
 def shake_config(*, blur_px: tuple[float, float] = ShakeConfig.blur_px, noise: str = "default",
                  compression: str = "mixed", compression_probability: float = 0.5,
                  h264_crf: tuple[int, int] = CompressionConfig.h264_crf,
-                 shutter: tuple[float, float] | None = None) -> ShakeConfig:
+                 shutter: tuple[float, float] | None = None, objects: bool = False) -> ShakeConfig:
     """The few knobs a data set is described by (training config keys, ``render_dataset`` flags) as a
     ShakeConfig; the defaults give ``ShakeConfig()`` exactly. noise: the default sensor-noise mix or none;
     compression: ``none``, ``jpeg``, ``h264`` or ``mixed``, applied to that share of clips; shutter: the
     exposure's share of the frame interval, drawn per clip, which then scales ``blur_px`` (the blur of a
-    whole interval) as a real shutter does; None keeps ShakeConfig's exposure-normalised blur."""
+    whole interval) as a real shutter does; None keeps ShakeConfig's exposure-normalised blur; objects: cut-outs moving on their own across the view
+    (ObjectsConfig())."""
     if noise not in NOISE_CHOICES:
         raise ValueError(f"noise {noise!r} is not allowed; choose one of {', '.join(NOISE_CHOICES)}")
     exposure = {} if shutter is None else {"duty": (float(shutter[0]), float(shutter[1])), "blur_per_interval": True}
     return ShakeConfig(blur_px=(float(blur_px[0]), float(blur_px[1])), noise=NoiseConfig() if noise == "default" else None,
                        compression=CompressionConfig(kind=compression, probability=compression_probability,
-                                                     h264_crf=(int(h264_crf[0]), int(h264_crf[1]))), **exposure)
+                                                     h264_crf=(int(h264_crf[0]), int(h264_crf[1]))),
+                       objects=ObjectsConfig() if objects else None, **exposure)
 
 
 def render_shake_clip(image: np.ndarray, *, frames: int, height: int, width: int, seed: int,
@@ -84,6 +90,15 @@ def render_shake_clip(image: np.ndarray, *, frames: int, height: int, width: int
     that large (``centred``: at its middle, for an image that is already a region cut around the
     window); where the path looks past its edge the image is mirrored.
     """
+    return render_object_clip(image, frames=frames, height=height, width=width, seed=seed, config=config,
+                              centred=centred)[:2]
+
+
+def render_object_clip(image: np.ndarray, *, frames: int, height: int, width: int, seed: int,
+                       config: ShakeConfig | None = None,
+                       centred: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``render_shake_clip`` and the (T, H, W) bool masks of where moving objects (``config.objects``)
+    cover the sharp frames; all False without objects."""
     _check_rgb_u8(image, "image", ndim=3)
     return _render([srgb_to_linear(image)], image.shape[:2], frames=frames, height=height, width=width,
                    per_output=1, rng=np.random.default_rng(seed), config=config or ShakeConfig(), centred=centred)
@@ -103,18 +118,19 @@ def render_video_clip(video: np.ndarray, *, frames: int, height: int, width: int
                          f"got {len(video)} (per_output must be >= 1)")
     linear = [srgb_to_linear(f) for f in video[: frames * per_output]]
     return _render(linear, video.shape[1:3], frames=frames, height=height, width=width, per_output=per_output,
-                   rng=np.random.default_rng(seed), config=config or ShakeConfig())
+                   rng=np.random.default_rng(seed), config=config or ShakeConfig())[:2]
 
 
 def _render(linear: list[np.ndarray], source_hw: tuple[int, int], *, frames: int, height: int, width: int,
             per_output: int, rng: np.random.Generator, config: ShakeConfig,
-            centred: bool = False) -> tuple[np.ndarray, np.ndarray]:
+            centred: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if frames < 1 or height < 1 or width < 1:
         raise ValueError(f"frames, height and width must be >= 1; got {frames}, {height}, {width}")
     use_kernel, blur, duty, center = draw_shot(rng, config, source_hw, height=height, width=width)
     if centred:  # drawn all the same, so the draws after it do not change
         center = ((source_hw[1] - width) // 2 + width / 2, (source_hw[0] - height) // 2 + height / 2)
-    if use_kernel:
+    masks = np.zeros((frames, height, width), bool)
+    if use_kernel and config.objects is None:
         phase, freq = rng.uniform(0, 2 * np.pi), rng.uniform(*config.camera.shake_freq)
         per_frame = blur * np.exp(config.kernel_variation * np.sin(2 * np.pi * freq * np.arange(frames) + phase))
         # A video frame's kernel blurs its middle source frame; a still image serves every frame.
@@ -123,10 +139,15 @@ def _render(linear: list[np.ndarray], source_hw: tuple[int, int], *, frames: int
                                             source_center=center)
     else:
         path = random_camera_path(rng, config.camera, frames=frames, height=height, width=width, blur_px=blur, duty=duty)
+        objects = [] if config.objects is None else \
+            draw_objects(rng, linear[0], config.objects, frames=frames, height=height, width=width)
         blurred, sharp = render_temporal_clip(linear, path, frames=frames, duty=duty, source_center=center,
                                               per_output=per_output, max_step_px=config.max_step_px,
-                                              max_subframes=config.max_subframes)
-    return degrade_clip(blurred, rng, config.noise, config.compression), np.stack([linear_to_srgb(s) for s in sharp])
+                                              max_subframes=config.max_subframes, objects=objects)
+        if objects:
+            masks = np.stack([object_mask(objects, t, height, width) for t in range(frames)])
+    return (degrade_clip(blurred, rng, config.noise, config.compression), np.stack([linear_to_srgb(s) for s in sharp]),
+            masks)
 
 
 def draw_shot(rng: np.random.Generator, config: ShakeConfig, source_hw: tuple[int, int], *, height: int,

@@ -42,6 +42,12 @@ def render_folder(dataset: SyntheticDataset, out: Path, split: str, prefix: str 
             for t, frame in enumerate(_to_uint8(item[key])):
                 if not cv2.imwrite(str(folder / f"{t:06d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
                     raise OSError(f"could not write {folder / f'{t:06d}.png'}")
+        if "moving" in item:  # where objects move on their own, for scoring those regions alone
+            folder = seq / "mask"
+            folder.mkdir(parents=True, exist_ok=True)
+            for t, mask in enumerate(item["moving"].numpy()):
+                if not cv2.imwrite(str(folder / f"{t:06d}.png"), mask.astype(np.uint8) * 255):
+                    raise OSError(f"could not write {folder / f'{t:06d}.png'}")
         written += item["sharp"].shape[0]
     return written
 
@@ -81,11 +87,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="exposure as a share of the frame interval, drawn per clip, scaling --blur-px (then the "
                              "blur of a whole interval) as a real shutter does; e.g. 0.25 1 for phone video in "
                              "daylight [default: every exposure blurs by --blur-px]")
+    parser.add_argument("--objects", action="store_true",
+                        help="cut-outs of the photo moving on their own across the view (temporal blur only), with "
+                             "their masks written to <seq>/mask/ (a held-out set for what one homography cannot align)")
     args = parser.parse_args(argv)
     try:
         crf = {} if args.h264_crf is None else dict(compression="h264", compression_probability=1.0,
                                                      h264_crf=(args.h264_crf, args.h264_crf))
-        shake = shake_config(blur_px=tuple(args.blur_px), noise=args.noise, shutter=args.shutter, **crf)
+        shake = shake_config(blur_px=tuple(args.blur_px), noise=args.noise, shutter=args.shutter, objects=args.objects,
+                             **crf)
         dataset = SyntheticDataset([open_source(s) for s in args.source], length=args.sequences, frames=args.frames,
                                    height=args.size[0], width=args.size[1], seed=args.seed, config=shake,
                                    scale=tuple(args.scale), min_detail=args.min_detail)
@@ -96,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / f"{args.split}-{args.prefix}.json").write_text(json.dumps(
         {"sources": args.source, "sequences": args.sequences, "frames": args.frames, "size": list(args.size),
          "seed": args.seed, "blur_px": list(args.blur_px), "scale": list(args.scale), "noise": args.noise,
-         "h264_crf": args.h264_crf, "min_detail": args.min_detail, "shutter": args.shutter,
+         "h264_crf": args.h264_crf, "min_detail": args.min_detail, "shutter": args.shutter, "objects": args.objects,
          "frames_written": frames}, indent=2))
     print(f"wrote {args.sequences} sequences, {frames} frame pairs, to {args.out / args.split}")
 

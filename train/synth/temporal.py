@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from .camera import CameraPath
+from .objects import MovingObject, composite, subframes_for
 
 
 def subframe_count(length_px: float, max_step_px: float, max_count: int, at_least: int = 1) -> int:
@@ -66,36 +67,45 @@ def subframe_homographies(path: CameraPath, *, frames: int, duty: float, source_
     out = []
     for t in range(frames):
         n = subframe_count(lengths[t], max_step_px, max_subframes, at_least=at_least)
-        times = t + duty * (np.arange(n) / max(n - 1, 1) - 0.5)  # (n,) centred on the frame time
-        out.append(path.homographies(times, source_center))
+        out.append(path.homographies(exposure_times(t, n, duty), source_center))
     return out
+
+
+def exposure_times(frame: int, count: int, duty: float) -> np.ndarray:
+    """(count,) instants of a frame's sub-frames, in frames, centred on the frame time."""
+    return frame + duty * (np.arange(count) / max(count - 1, 1) - 0.5)
 
 
 def render_temporal_clip(sources: Sequence[np.ndarray], path: CameraPath, *, frames: int, duty: float,
                          source_center: tuple[float, float], per_output: int = 1, max_step_px: float = 1.0,
-                         max_subframes: int = 61) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                         max_subframes: int = 61,
+                         objects: Sequence[MovingObject] = ()) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Blurred and sharp linear frames ((H, W, 3) float32 each) of a clip along ``path``.
 
     sources: linear-light (Hs, Ws, 3) float32 frames: one still image, or a video of at least
-    ``frames * per_output`` frames. duty: exposure as a fraction of the frame interval.
+    ``frames * per_output`` frames. duty: exposure as a fraction of the frame interval. objects: moving
+    cut-outs composited over every sub-frame at its instant (``objects.py``), with enough sub-frames
+    that none of them jumps more than ``max_step_px`` between two.
     """
     if not sources:
         raise ValueError("render_temporal_clip needs at least one source frame")
     if not 0 < duty <= 1:
         raise ValueError(f"duty must be in (0, 1]; got {duty}")
+    at_least = max(per_output if len(sources) > 1 else 1, subframes_for(list(objects), duty, max_step_px))
     all_homs = subframe_homographies(path, frames=frames, duty=duty, source_center=source_center,
-                                     at_least=per_output if len(sources) > 1 else 1, max_step_px=max_step_px,
+                                     at_least=at_least, max_step_px=max_step_px,
                                      max_subframes=max_subframes)
     blurred, sharp = [], []
     for t, homs in enumerate(all_homs):
         n = len(homs)
         index = source_indices(t, n, per_output, len(sources))
+        times = exposure_times(t, n, duty)
         mid = n // 2
-        target = warp_view(sources[index[mid]], homs[mid], path.height, path.width, sharp=True)
+        target = composite(warp_view(sources[index[mid]], homs[mid], path.height, path.width, sharp=True), objects, t)
         acc = target.copy()
         for j in range(n):
             if j != mid:
-                acc += warp_view(sources[index[j]], homs[j], path.height, path.width)
+                acc += composite(warp_view(sources[index[j]], homs[j], path.height, path.width), objects, times[j])
         blurred.append(acc / n)
         sharp.append(target)
     return blurred, sharp
