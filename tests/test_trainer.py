@@ -424,3 +424,20 @@ def test_a_log_written_before_new_columns_is_upgraded_in_place(tmp_path: Path) -
     assert list(rows[0]) == list(LOG_COLUMNS)
     assert (rows[0]["step"], rows[0]["it_per_s"], rows[0]["fit_psnr"]) == ("1", "2.0", "")
     assert (rows[1]["step"], rows[1]["content"], rows[1]["fit_psnr"]) == ("2", "0.5", "30")
+
+
+def test_aligned_previous_frame_trains_on_clips_with_moving_objects(tmp_path: Path) -> None:
+    """vdeblur_deep with the previous frame aligned by the estimated motion, on synthetic windows whose
+    clips carry 1-2 objects moving on their own: the batch holds their masks, the steps train."""
+    sets = ["model.overrides={channels = [8, 8, 16, 16], enc_blocks = [0, 1, 1, 1], dec_blocks = [0, 1, 1], "
+            "lstm_hidden = 8, feedback = 4, aligned_previous = true}", "data.kind=synthetic", "data.sources=['skimage']",
+            "data.objects=[1, 2]", "data.blur_px=[3, 6]", "data.length=4", "data.val_size=48", "data.val_sequences=1",
+            "data.val_frames=2", "train.batch=2", "train.crop=48", "train.window=3", "train.steps=2",
+            "train.val_every=2", "train.log_every=1", "optim.warmup_steps=0"]
+    trainer = Trainer(load_config("vdeblur_deep", sets), tmp_path, CPU)
+    batch = next(trainer.batches())
+    assert batch["moving"].shape == (2, 3, 48, 48) and batch["moving"].any()
+    metrics = trainer.run()
+    assert trainer.step == 2 and np.isfinite(metrics["val_psnr"])
+    with pytest.raises(ConfigError, match="moving objects need data.kind = 'synthetic'"):
+        load_config("vdeblur_deep", ["data.kind=device", "data.objects=[1, 2]"])

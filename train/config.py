@@ -77,6 +77,9 @@ class DataConfig:
     compression: str = "mixed"
     compression_probability: float = 0.5
     h264_crf: tuple[int, int] = (18, 32)
+    # Synthetic clips: how many cut-outs cross each clip on their own paths (synth/objects.py; uniform, inclusive),
+    # what a model fed the previous frame aligned by the camera's motion must learn to ignore; (0, 0) = none.
+    objects: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         _choice("data.kind", self.kind, DATA_KINDS)
@@ -93,6 +96,9 @@ class DataConfig:
             raise ConfigError(f"data.blur_px must be a range with 0 < lo <= hi (or [0, 0]: no shake); got {list(self.blur_px)}")
         if self.region_margin < 0:
             raise ConfigError(f"data.region_margin must be >= 0; got {self.region_margin}")
+        if not 0 <= self.objects[0] <= self.objects[1] or (self.objects[1] and self.kind != "synthetic"):
+            raise ConfigError(f"data.objects must be a range 0 <= lo <= hi, and moving objects need data.kind = "
+                              f"'synthetic'; got {list(self.objects)} with {self.kind!r}")
         if not 0 <= self.compression_probability <= 1 or not 0 <= self.h264_crf[0] <= self.h264_crf[1] <= 51:
             raise ConfigError(f"data.compression_probability must be in [0, 1] and data.h264_crf a range within 0..51; "
                               f"got {self.compression_probability}, {list(self.h264_crf)}")

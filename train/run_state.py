@@ -55,7 +55,8 @@ def data_shake(cfg: Config) -> ShakeConfig:
     """The degradation the data.* keys describe (blur range, noise, compression)."""
     d = cfg.data
     return shake_config(blur_px=d.blur_px, noise=d.noise, compression=d.compression,
-                        compression_probability=d.compression_probability, h264_crf=d.h264_crf)
+                        compression_probability=d.compression_probability, h264_crf=d.h264_crf,
+                        objects=d.objects if d.objects[1] else None)
 
 
 def open_sources(specs: tuple[str, ...]) -> list[Source]:

@@ -66,20 +66,22 @@ NOISE_CHOICES = ("default", "none")
 def shake_config(*, blur_px: tuple[float, float] = ShakeConfig.blur_px, noise: str = "default",
                  compression: str = "mixed", compression_probability: float = 0.5,
                  h264_crf: tuple[int, int] = CompressionConfig.h264_crf,
-                 shutter: tuple[float, float] | None = None, objects: bool = False) -> ShakeConfig:
+                 shutter: tuple[float, float] | None = None,
+                 objects: tuple[int, int] | None = None) -> ShakeConfig:
     """The few knobs a data set is described by (training config keys, ``render_dataset`` flags) as a
     ShakeConfig; the defaults give ``ShakeConfig()`` exactly. noise: the default sensor-noise mix or none;
     compression: ``none``, ``jpeg``, ``h264`` or ``mixed``, applied to that share of clips; shutter: the
     exposure's share of the frame interval, drawn per clip, which then scales ``blur_px`` (the blur of a
-    whole interval) as a real shutter does; None keeps ShakeConfig's exposure-normalised blur; objects: cut-outs moving on their own across the view
-    (ObjectsConfig())."""
+    whole interval) as a real shutter does; None keeps ShakeConfig's exposure-normalised blur; objects: how
+    many cut-outs cross each clip on their own paths (ObjectsConfig's other defaults), None for none."""
     if noise not in NOISE_CHOICES:
         raise ValueError(f"noise {noise!r} is not allowed; choose one of {', '.join(NOISE_CHOICES)}")
     exposure = {} if shutter is None else {"duty": (float(shutter[0]), float(shutter[1])), "blur_per_interval": True}
     return ShakeConfig(blur_px=(float(blur_px[0]), float(blur_px[1])), noise=NoiseConfig() if noise == "default" else None,
                        compression=CompressionConfig(kind=compression, probability=compression_probability,
                                                      h264_crf=(int(h264_crf[0]), int(h264_crf[1]))),
-                       objects=ObjectsConfig() if objects else None, **exposure)
+                       objects=None if objects is None else ObjectsConfig(count=(int(objects[0]), int(objects[1]))),
+                       **exposure)
 
 
 def render_shake_clip(image: np.ndarray, *, frames: int, height: int, width: int, seed: int,

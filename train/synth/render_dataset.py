@@ -88,14 +88,14 @@ def main(argv: list[str] | None = None) -> None:
                              "blur of a whole interval) as a real shutter does; e.g. 0.25 1 for phone video in "
                              "daylight [default: every exposure blurs by --blur-px]")
     parser.add_argument("--objects", action="store_true",
-                        help="cut-outs of the photo moving on their own across the view (temporal blur only), with "
+                        help="1-3 cut-outs of the photo moving on their own across each view (temporal blur only), with "
                              "their masks written to <seq>/mask/ (a held-out set for what one homography cannot align)")
     args = parser.parse_args(argv)
     try:
         crf = {} if args.h264_crf is None else dict(compression="h264", compression_probability=1.0,
                                                      h264_crf=(args.h264_crf, args.h264_crf))
-        shake = shake_config(blur_px=tuple(args.blur_px), noise=args.noise, shutter=args.shutter, objects=args.objects,
-                             **crf)
+        shake = shake_config(blur_px=tuple(args.blur_px), noise=args.noise, shutter=args.shutter,
+                             objects=(1, 3) if args.objects else None, **crf)
         dataset = SyntheticDataset([open_source(s) for s in args.source], length=args.sequences, frames=args.frames,
                                    height=args.size[0], width=args.size[1], seed=args.seed, config=shake,
                                    scale=tuple(args.scale), min_detail=args.min_detail)
