@@ -1,4 +1,4 @@
-"""Where a frame's time goes in the full pipeline: decode, host->device, inference, device->host, encode.
+"""Where a frame's time goes in the full pipeline: decode, motion, host->device, inference, device->host, encode.
 
 A short test video (a synthesised shaken clip, encoded once with the engine's writer) is run twice:
 
@@ -7,9 +7,9 @@ A short test video (a synthesised shaken clip, encoded once with the engine's wr
    own (CUDA synchronised before every clock read). Each stage's total over the video divided by
    the frame count is reported (a mean, not a median: x264 buffers frames and encodes them in
    bursts and at the final flush, so per-frame encode times are meaningless one by one).
-   For a model that takes the previous frame aligned by the global motion (input kind ``rgb+motion``),
-   the motion estimate between consecutive decoded frames is also timed on its own (``motion_ms``): it
-   runs inside the stream step, so it is part of the inference figure, reported beside it.
+   ``motion`` is the global motion estimate between consecutive decoded frames, on the host, for a
+   model that takes its previous frame aligned (input kind ``rgb+motion``; 0 for the others): the
+   engine runs it in its decode thread and hands it to the stream step, as this pass does.
 2. *End to end*: the engine's ``deblur_video`` on the same file, wall time per frame, whatever
    overlap of stages its threads achieve, and the time its own inference stage took in that run.
 
@@ -32,17 +32,16 @@ import numpy as np
 import torch
 
 from vdeblur.engine.backends.base import Backend
-from vdeblur.engine.pipeline import EncodeOptions, deblur_video
+from vdeblur.engine.pipeline import EncodeOptions, deblur_video, with_motion
 from vdeblur.engine.stream import DeblurStream
 from vdeblur.engine.video_io import VideoWriter, demux, open_input, source_info
 from vdeblur.train.archs.base import DeblurModel
 from vdeblur.train.frames import to_uint8
-from vdeblur.train.motion import estimate_motion
 
 from .latency import BackendUnavailable, open_backend
 from .quality import HELD_OUT_SEED
 
-STAGES = ("decode", "host_to_device", "inference", "device_to_host", "encode")
+STAGES = ("decode", "motion", "host_to_device", "inference", "device_to_host", "encode")
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,6 @@ class StageResult:
     height: int
     frames: int
     stage_ms: dict[str, float]  # mean per frame of each of STAGES, the stages run one after another
-    motion_ms: float  # of the inference stage: the global motion estimate per frame (0: the model takes none)
     end_to_end_ms: float  # deblur_video wall time / frames
     pipeline_inference_ms: float  # deblur_video's inference stage / frames, in that same run
     ratio: float  # end_to_end_ms / pipeline_inference_ms: >= 1
@@ -102,17 +100,16 @@ def measure_stages(model: DeblurModel, backend: str, width: int, height: int, co
     totals = _sequential_pass(runner, video, workdir / "stages-sequential.mp4")
     frames = totals.pop("frames")
     stage_ms = {name: 1000 * totals[name] / frames for name in STAGES}
-    motion_ms = 1000 * totals["motion"] / frames
     stats = deblur_video(video, workdir / "stages-pipeline.mp4", runner, overwrite=True)
     end_to_end, inference = (1000 * seconds / stats.frames for seconds in (stats.wall_s, stats.stage_s["infer"]))
-    return StageResult(model.model_name, backend, width, height, frames, stage_ms, motion_ms, end_to_end, inference,
+    return StageResult(model.model_name, backend, width, height, frames, stage_ms, end_to_end, inference,
                        end_to_end / inference)
 
 
 def _sequential_pass(runner: Backend, video: Path, out: Path) -> dict[str, float]:
     """Seconds spent in each stage over the whole video, the stages run one after another."""
     sync = (lambda: torch.cuda.synchronize(runner.device)) if runner.device.type == "cuda" else (lambda: None)
-    totals = dict.fromkeys((*STAGES, "motion"), 0.0)
+    totals = dict.fromkeys(STAGES, 0.0)
     takes_motion = runner.input_kind == "rgb+motion"
     container = open_input(video)
     try:
@@ -129,23 +126,23 @@ def _sequential_pass(runner: Backend, video: Path, out: Path) -> dict[str, float
                 totals["decode"] += t1 - t0
                 if item is None:
                     break
+                if takes_motion:
+                    item, previous = with_motion(item, previous), item.rgb
+                t2 = time.perf_counter()
                 x = torch.from_numpy(item.rgb).to(runner.device).permute(2, 0, 1).float().div_(255)  # (3, H, W)
                 sync()
-                t2 = time.perf_counter()
-                y = stream.push(x)  # edge channel, padding, one backend step, crop; state carried
-                sync()
                 t3 = time.perf_counter()
-                rgb = to_uint8(y)  # (H, W, 3)
+                y = stream.push(x, item.motion)  # edge/motion channels, padding, one backend step, crop; state carried
+                sync()
                 t4 = time.perf_counter()
-                writer.write_frame(rgb, item.pts, item.time_base)  # the test video has no rotation
+                rgb = to_uint8(y)  # (H, W, 3)
                 t5 = time.perf_counter()
-                for name, seconds in zip(STAGES[1:], (t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                writer.write_frame(rgb, item.pts, item.time_base)  # the test video has no rotation
+                t6 = time.perf_counter()
+                motion_s = t2 - t1 if takes_motion else 0.0  # a model without motion input has no such stage
+                for name, seconds in zip(STAGES[1:], (motion_s, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
                     totals[name] += seconds
-                if takes_motion and previous is not None:  # again, on its own: the step above did it inside
-                    t6 = time.perf_counter()
-                    estimate_motion(previous, item.rgb)
-                    totals["motion"] += time.perf_counter() - t6
-                frames, previous = frames + 1, item.rgb
+                frames += 1
             t7 = time.perf_counter()
         totals["encode"] += time.perf_counter() - t7  # the flush: x264 holds its lookahead frames until here
     finally:

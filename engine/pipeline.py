@@ -29,6 +29,7 @@ import torch
 
 from vdeblur.export.artifact_cache import to_stderr
 from vdeblur.train.frames import to_uint8
+from vdeblur.train.motion import NO_MOTION, estimate_motion
 
 from .adapt import AdaptConfig, AdaptResult
 from .adapt.adapter import adapt_backend, check_adaptable
@@ -247,9 +248,15 @@ def _run_stages(items: Iterator[DecodedFrame | CudaFrame | av.Packet], stream: D
     def guarded(body: Callable[[], None]) -> Callable[[], None]:
         return stage(body, errors, failed)
 
+    takes_motion = stream.backend.input_kind == "rgb+motion"
+
     def decode() -> None:
-        t = time.perf_counter()
+        t, previous = time.perf_counter(), None
         for item in items:
+            if takes_motion and isinstance(item, DecodedFrame):
+                # Here, not in the model's step: the frames are on the host already, and this thread
+                # runs beside inference instead of before it.
+                item, previous = with_motion(item, previous), item.rgb
             stats.stage_s["decode"] += time.perf_counter() - t
             to_infer.put(item)
             t = time.perf_counter()
@@ -292,13 +299,21 @@ def _infer(inbox: _Channel, outbox: _Channel, stream: DeblurStream, stats: RunSt
         previous_pts = item.pts
         t = time.perf_counter()
         frame = _upload(item.rgb, device) if device.type == "cuda" and isinstance(item.rgb, np.ndarray) else item.rgb
-        rgb = stream.push(frame)  # a GPU tensor stays on the GPU: the encode thread brings it back
+        motion = item.motion if isinstance(item, DecodedFrame) else None
+        rgb = stream.push(frame, motion)  # a GPU tensor stays on the GPU: the encode thread brings it back
         stats.stage_s["infer"] += time.perf_counter() - t
         outbox.put((item, rgb))
         stats.frames += 1
         if progress is not None:
             progress(stats.frames, total)
     outbox.put(_END)
+
+
+def with_motion(item: DecodedFrame, previous: np.ndarray | None) -> DecodedFrame:
+    """``item`` with the global motion back to ``previous`` (the frame decoded before it; none at the
+    start or after a change of size)."""
+    found = NO_MOTION if previous is None or previous.shape != item.rgb.shape else estimate_motion(previous, item.rgb)
+    return replace(item, motion=found)
 
 
 def _upload(rgb: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch
 
 from vdeblur.train.archs.base import padded_size
 from vdeblur.train.frames import to_uint8
+from vdeblur.train.motion import NO_MOTION, GlobalMotion
 from vdeblur.train.padding import run_padded
 
 from .backends.base import Backend, BackendState
@@ -45,11 +46,15 @@ class DeblurStream:
         self._state = None
 
     @overload
-    def push(self, frame: np.ndarray) -> np.ndarray: ...
+    def push(self, frame: np.ndarray, motion: GlobalMotion | None = None) -> np.ndarray: ...
     @overload
-    def push(self, frame: torch.Tensor) -> torch.Tensor: ...
+    def push(self, frame: torch.Tensor, motion: GlobalMotion | None = None) -> torch.Tensor: ...
 
-    def push(self, frame: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    def push(self, frame: np.ndarray | torch.Tensor, motion: GlobalMotion | None = None) -> np.ndarray | torch.Tensor:
+        """The deblurred frame. ``motion``: the global motion from this frame back to the one pushed before
+        (``vdeblur.train.motion.estimate_motion``), for a model that takes its previous frame aligned,
+        when the caller estimated it already (the engine does, in its decode stage); None estimates it
+        here. Ignored where the state starts afresh: there is no previous frame then."""
         x = self._as_tensor(frame)  # (1, 3, H, W) float32 in [0, 1] on the backend's device
         h, w = x.shape[-2:]
         if self.cuts is not None and self.cuts.is_cut(_as_uint8(frame)):
@@ -60,10 +65,12 @@ class DeblurStream:
             self._state = self._initial_state(h, w)
             self._size, self._since_reset = (h, w), 0
             self.state_starts += 1
+            motion = NO_MOTION if motion is not None else None
+        motions = None if motion is None else [motion]
         if self.tiler is not None:
-            out, self._state = self.tiler.run(x, self._state)
+            out, self._state = self.tiler.run(x, self._state, motions)
         else:
-            out, self._state = run_padded(self.backend, x, self._state)
+            out, self._state = run_padded(self.backend, x, self._state, motions)
         self._since_reset += 1
         out = out.clamp(0, 1)
         if isinstance(frame, np.ndarray):

@@ -11,12 +11,14 @@ Tiles run one after another, so peak memory is one tile's activations, whatever 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from vdeblur.train.archs.base import padded_size
+from vdeblur.train.motion import GlobalMotion
 from vdeblur.train.padding import Steppable, run_padded
 
 from .backends.base import Backend
@@ -73,8 +75,11 @@ class TiledRunner:
         return [self.backend.initial_state(padded_size(h, m), padded_size(w, m))  # type: ignore[union-attr]
                 for _, _, h, w in self.grid(height, width)]
 
-    def run(self, frame: torch.Tensor, states: list[Any]) -> tuple[torch.Tensor, list[Any]]:
-        """(B, 3, H, W) -> ((B, 3, H, W) blended output, next per-tile states)."""
+    def run(self, frame: torch.Tensor, states: list[Any],
+            motions: Sequence[GlobalMotion] | None = None) -> tuple[torch.Tensor, list[Any]]:
+        """(B, 3, H, W) -> ((B, 3, H, W) blended output, next per-tile states). ``motions``: the frames'
+        global motion onto their previous ones, when estimated already (each tile gets it in its own
+        coordinates); None lets every tile estimate it against its own previous tile."""
         height, width = frame.shape[-2:]
         grid = self.grid(height, width)
         if len(states) != len(grid):
@@ -83,7 +88,8 @@ class TiledRunner:
         out = torch.zeros(frame.shape[0], 3, height, width, device=frame.device)
         new_states = []
         for (y, x, h, w), state, weight in zip(grid, states, weights):
-            y_out, state = run_padded(self.backend, frame[..., y:y + h, x:x + w].contiguous(), state)
+            tile_motions = None if motions is None else [m.in_window(y, x) for m in motions]
+            y_out, state = run_padded(self.backend, frame[..., y:y + h, x:x + w].contiguous(), state, tile_motions)
             out[..., y:y + h, x:x + w] += y_out.to(frame.device, torch.float32) * weight
             new_states.append(state)
         return out / total, new_states

@@ -14,10 +14,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
+
+if TYPE_CHECKING:  # the model side (torch) loads only once a model runs
+    from vdeblur.train.motion import GlobalMotion
 
 
 class VideoError(ValueError):
@@ -41,6 +45,9 @@ class DecodedFrame:
     pts: int | None
     time_base: Fraction
     index: int
+    # The global motion back to the frame decoded before, for models that take their previous frame aligned
+    # (estimated in the decode stage, where the frames are on the host anyway); None: not estimated.
+    motion: GlobalMotion | None = None
 
 
 def open_input(path: str | Path) -> av.container.InputContainer:

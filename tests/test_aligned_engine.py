@@ -100,3 +100,27 @@ def test_cli_runs_it_on_torch_and_onnxruntime_alike_and_batches_streams(aligned_
     many = sorted((tmp_path / "many").iterdir())
     assert [p.name for p in many] == ["in.mkv", "other.mkv"]
     assert min(_psnr(a, b) for a, b in zip(_read(many[0]), torch_frames)) > 50
+
+
+def test_motion_estimated_in_the_decode_stage_gives_what_the_step_would_estimate(aligned_checkpoint, photo,
+                                                                                 tmp_path) -> None:
+    from vdeblur.engine.pipeline import EncodeOptions, deblur_video
+
+    frames = _pan(photo, 4)
+    src = _write(tmp_path / "in.mkv", frames)
+    backend = load_backend(str(aligned_checkpoint), "torch", "cpu")
+    deblur_video(src, tmp_path / "out.mkv", backend, encode=EncodeOptions(codec="ffv1", crf=None, preset=None,
+                                                                           pix_fmt="bgr0"))
+    stream = DeblurStream(backend)  # no motion given: each step estimates it from its previous frame
+    for got, f in zip(_read(tmp_path / "out.mkv"), frames, strict=True):
+        assert np.array_equal(got, stream.push(f))
+    # Tiles given the frame's motion (each in its own coordinates) stay close to whole frames too.
+    from vdeblur.engine.pipeline import with_motion
+    from vdeblur.engine.video_io import DecodedFrame
+
+    whole, tiled = DeblurStream(backend), DeblurStream(backend, tile=TileSpec(96, 32))
+    previous = None
+    for f in frames:
+        item = with_motion(DecodedFrame(f, None, 1, 0), previous)
+        previous = f
+        assert _psnr(tiled.push(f, item.motion), whole.push(f, item.motion)) > 40

@@ -119,3 +119,13 @@ def test_the_model_warps_its_previous_frame_onto_the_current_one(photo: np.ndarr
     err = (warped - from_uint8(current)[None]).abs()[valid]
     assert valid.float().mean() > 0.8 and err.mean() < 0.02
     assert not view[:, :3][~valid].any()  # outside the previous frame: zero, not the edge smeared in
+
+
+def test_a_motion_in_a_window_is_the_frame_field_cropped() -> None:
+    theta = np.deg2rad(2.0)
+    motion = GlobalMotion(np.array([[np.cos(theta), -np.sin(theta), 5.0], [np.sin(theta), np.cos(theta), -3.0],
+                                    [1e-5, 0, 1]]), 0.9)
+    full = motion_field(motion, 60, 80)
+    window = motion_field(motion.in_window(20, 30), 25, 40)
+    assert np.allclose(window[:2], full[:2, 20:45, 30:70], atol=1e-3)
+    assert NO_MOTION.in_window(5, 5) == NO_MOTION

@@ -10,19 +10,22 @@ channels a model is trained on are exactly the ones it sees at inference:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from .edges import add_edge_channel
-from .motion import add_motion_channels
+from .motion import GlobalMotion, add_motion_channels
 
 INPUT_KINDS = ("rgb", "rgb+canny", "rgb+motion")
 
 
-def prepare_input(frame: torch.Tensor, input_kind: str, state: Any = ()) -> torch.Tensor:
+def prepare_input(frame: torch.Tensor, input_kind: str, state: Any = (),
+                  motions: Sequence[GlobalMotion] | None = None) -> torch.Tensor:
     """(B, 3, H, W) RGB in [0, 1] -> what a model with ``input_kind`` takes, given the state it is
-    about to be run with (``rgb+motion`` reads the previous frame from its first slot)."""
+    about to be run with (``rgb+motion`` reads the previous frame from its first slot, and takes the
+    motions onto it when the caller has estimated them already)."""
     if input_kind == "rgb":
         return frame
     if input_kind == "rgb+canny":
@@ -30,5 +33,5 @@ def prepare_input(frame: torch.Tensor, input_kind: str, state: Any = ()) -> torc
     if input_kind == "rgb+motion":
         if not len(state):
             raise ValueError("an rgb+motion model keeps its previous frame as the first state slot; got no state")
-        return add_motion_channels(frame, state[0])
+        return add_motion_channels(frame, state[0], motions)
     raise ValueError(f"unknown input kind {input_kind!r}; allowed: {', '.join(INPUT_KINDS)}")

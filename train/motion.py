@@ -18,6 +18,7 @@ give "no previous frame": zero displacement, mask and confidence zero, so the mo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -52,6 +53,13 @@ class GlobalMotion:
     @property
     def found(self) -> bool:
         return self.confidence > 0
+
+    def in_window(self, y: int, x: int) -> GlobalMotion:
+        """The same motion in the coordinates of a window whose corner is at (x, y) of the frame (a tile)."""
+        if not self.found:
+            return self
+        shift = np.array([[1.0, 0.0, x], [0.0, 1.0, y], [0.0, 0.0, 1.0]])
+        return GlobalMotion(np.linalg.inv(shift) @ self.homography @ shift, self.confidence)
 
 
 NO_MOTION = GlobalMotion(np.eye(3), 0.0)
@@ -108,16 +116,21 @@ def motion_field(motion: GlobalMotion, height: int, width: int) -> np.ndarray:
                      np.full_like(xs, motion.confidence)])
 
 
-def add_motion_channels(frame: torch.Tensor, previous: torch.Tensor | np.ndarray) -> torch.Tensor:
+def add_motion_channels(frame: torch.Tensor, previous: torch.Tensor | np.ndarray,
+                        motions: Sequence[GlobalMotion] | None = None) -> torch.Tensor:
     """(B, 3, H, W) frames + the (B, >=3, >=H, >=W) previous frames a model keeps in its state (padded,
-    so cropped here) -> (B, 7, H, W): RGB and the motion field of each frame onto its previous one."""
+    so cropped here) -> (B, 7, H, W): RGB and the motion field of each frame onto its previous one.
+
+    ``motions``: one per frame, already estimated where the frames were decoded (the engine's decode
+    stage, on the host); None estimates them here from the previous frames."""
     h, w = frame.shape[-2:]
-    previous = torch.as_tensor(previous)[:, :3, :h, :w]
-    current8, previous8 = to_uint8(frame), to_uint8(previous.float())
-    fields = []
-    for cur, prev in zip(current8, previous8):
+    if motions is None:
+        previous = torch.as_tensor(previous)[:, :3, :h, :w]
+        pairs = zip(to_uint8(frame), to_uint8(previous.float()))
         # The zero state of a first frame (or after a reset) is black: nothing to track, no motion.
-        motion = estimate_motion(prev, cur) if prev.any() else NO_MOTION
-        fields.append(motion_field(motion, h, w))
+        motions = [estimate_motion(prev, cur) if prev.any() else NO_MOTION for cur, prev in pairs]
+    if len(motions) != frame.shape[0]:
+        raise ValueError(f"{len(motions)} motions for a batch of {frame.shape[0]} frames")
+    fields = [motion_field(motion, h, w) for motion in motions]
     field = torch.from_numpy(np.stack(fields)).to(frame.device, frame.dtype)
     return torch.cat([frame, field], dim=1)

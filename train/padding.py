@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from .archs.base import padded_size
 from .inputs import prepare_input
+from .motion import GlobalMotion
 
 
 def pad_to_multiple(frame: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -35,12 +37,13 @@ class Steppable(Protocol):
     def run(self, frame: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]: ...
 
 
-def run_padded(model: Steppable, frame: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+def run_padded(model: Steppable, frame: torch.Tensor, state: Any,
+               motions: Sequence[GlobalMotion] | None = None) -> tuple[torch.Tensor, Any]:
     """One step on an RGB frame of any size: (edge or motion channels) -> pad -> run -> crop.
 
     The state stays at the padded size, which ``initial_state`` already accounts for.
     """
     h, w = frame.shape[-2:]
-    x = pad_to_multiple(prepare_input(frame, model.input_kind, state), model.pad_multiple)
+    x = pad_to_multiple(prepare_input(frame, model.input_kind, state, motions), model.pad_multiple)
     out, new_state = model.run(x, state)
     return out[..., :h, :w], new_state
