@@ -302,3 +302,22 @@ def test_aligned_probe_trains_and_scores_every_arm(tmp_path, photo: np.ndarray) 
         assert steps == 1 and net.e1[0][0].in_channels == arm.in_channels, name
         gains = probe.evaluate(net, arm, tmp_path / "eval")
         assert list(gains) == ["c0"] and np.isfinite(gains["c0"]), name
+
+
+def test_ghost_share_measures_how_much_of_the_previous_frame_is_pasted_in(tmp_path, fast_checkpoint, capsys) -> None:
+    from conftest import make_clip
+
+    from vdeblur.benchmarks.ghosts import ghost_share, main
+
+    rng = np.random.default_rng(0)
+    change = rng.normal(0, 20, (8, 10, 3))
+    where = np.ones((8, 10), bool)
+    assert ghost_share(0.5 * change, change, where) == pytest.approx(0.5)
+    assert abs(ghost_share(rng.normal(0, 5, (8, 10, 3)), change, where)) < 0.2
+    video = tmp_path / "v.mp4"
+    make_clip(video, width=64, height=48, frames=4, audio=False)
+    main([str(video), "--reference", str(fast_checkpoint), "--candidate", str(fast_checkpoint), "--frames", "4",
+          "--show", "2", "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert "mean ghost share: moving +0.000, still +0.000 over 3 frames" in out  # the same model: nothing differs
+    assert (tmp_path / "out" / "frame0002.png").is_file()
