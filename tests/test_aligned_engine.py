@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import write_frames
 
 from vdeblur.engine.backends import load_backend
 from vdeblur.engine.cli import cli
@@ -64,16 +65,6 @@ def test_tiles_estimate_the_motion_in_each_tile_and_stay_close_to_whole_frames(a
     assert min(_psnr(t, w) for t, w in zip(tiled, whole)) > 40
 
 
-def _write(path: Path, frames: list[np.ndarray]) -> Path:
-    with av.open(str(path), "w") as c:
-        v = c.add_stream("ffv1", rate=24)
-        v.height, v.width, v.pix_fmt = *frames[0].shape[:2], "bgr0"
-        for rgb in frames:
-            c.mux(v.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-        c.mux(v.encode(None))
-    return path
-
-
 def _read(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
@@ -81,7 +72,7 @@ def _read(path: Path) -> list[np.ndarray]:
 
 def test_cli_runs_it_on_torch_and_onnxruntime_alike_and_batches_streams(aligned_checkpoint, photo, tmp_path) -> None:
     pytest.importorskip("onnxruntime")
-    src = _write(tmp_path / "in.mkv", _pan(photo, 5))
+    src = write_frames(tmp_path / "in.mkv", _pan(photo, 5))
     lossless = ["--codec", "ffv1", "--pix-fmt", "bgr0", "--quiet", "--model", str(aligned_checkpoint)]
     outs = {}
     for backend in ("torch", "onnxruntime"):
@@ -92,7 +83,7 @@ def test_cli_runs_it_on_torch_and_onnxruntime_alike_and_batches_streams(aligned_
     assert len(torch_frames) == len(ort_frames) == 5
     assert min(_psnr(a, b) for a, b in zip(torch_frames, ort_frames)) > 50
     # Two files at once, frames batched across them: each as it is alone.
-    other = _write(tmp_path / "other.mkv", _pan(photo[::-1].copy(), 4))
+    other = write_frames(tmp_path / "other.mkv", _pan(photo[::-1].copy(), 4))
     (tmp_path / "many").mkdir()
     result = CliRunner().invoke(cli, [str(src), str(other), str(tmp_path / "many"), "--streams", "2",
                                       "--backend", "torch", *lossless])
@@ -107,7 +98,7 @@ def test_motion_estimated_in_the_decode_stage_gives_what_the_step_would_estimate
     from vdeblur.engine.pipeline import EncodeOptions, deblur_video
 
     frames = _pan(photo, 4)
-    src = _write(tmp_path / "in.mkv", frames)
+    src = write_frames(tmp_path / "in.mkv", frames)
     backend = load_backend(str(aligned_checkpoint), "torch", "cpu")
     deblur_video(src, tmp_path / "out.mkv", backend, encode=EncodeOptions(codec="ffv1", crf=None, preset=None,
                                                                            pix_fmt="bgr0"))

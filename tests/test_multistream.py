@@ -6,7 +6,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import make_clip
+from conftest import make_clip, write_frames
 
 from vdeblur.benchmarks import multistream as bench
 from vdeblur.benchmarks.multistream import CountingBackend
@@ -21,17 +21,6 @@ LOSSLESS = EncodeOptions(codec="ffv1", crf=None, preset=None, pix_fmt="bgr0")  #
 @pytest.fixture(scope="module")
 def backend(fast_checkpoint):
     return load_backend(str(fast_checkpoint), "torch", "cpu")
-
-
-def _write_frames(path: Path, frames: list[np.ndarray]) -> Path:
-    """A lossless clip (ffv1, bgr0) of exactly these RGB frames."""
-    with av.open(str(path), "w") as c:
-        v = c.add_stream("ffv1", rate=24)
-        v.height, v.width, v.pix_fmt = *frames[0].shape[:2], "bgr0"
-        for rgb in frames:
-            c.mux(v.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-        c.mux(v.encode(None))
-    return path
 
 
 def _pan(photo: np.ndarray, width: int, height: int, frames: int, y: int) -> list[np.ndarray]:
@@ -80,9 +69,9 @@ def test_batched_streams_equal_each_file_alone_with_their_own_resets(tmp_path: P
     file's deblur_video output, and reset_every counts per stream. Batched convolutions differ from
     single ones by ~1e-7 here, which has moved no 8-bit value in these runs; one grey level on a
     rare pixel is allowed, a state mixed up between streams changes far more."""
-    sources = [_write_frames(tmp_path / "a.mkv", _pan(photo, 96, 64, 9, 100)),
-               _write_frames(tmp_path / "b.mkv", _pan(photo, 96, 64, 7, 300)),
-               _write_frames(tmp_path / "c.mkv", _pan(photo, 80, 48, 8, 200))]
+    sources = [write_frames(tmp_path / "a.mkv", _pan(photo, 96, 64, 9, 100)),
+               write_frames(tmp_path / "b.mkv", _pan(photo, 96, 64, 7, 300)),
+               write_frames(tmp_path / "c.mkv", _pan(photo, 80, 48, 8, 200))]
     counted = CountingBackend(backend)
     results = deblur_many([(s, tmp_path / f"many-{s.name}") for s in sources], counted, encode=LOSSLESS,
                           reset_every=4)
@@ -99,8 +88,8 @@ def test_batched_streams_equal_each_file_alone_with_their_own_resets(tmp_path: P
 
 def test_scene_cut_resets_only_its_stream(tmp_path: Path, backend, photo) -> None:
     shot = _pan(photo, 96, 64, 4, 100)
-    cut = _write_frames(tmp_path / "cut.mkv", shot + [255 - f for f in shot])  # inverted: a hard cut
-    still = _write_frames(tmp_path / "still.mkv", _pan(photo, 96, 64, 8, 300))
+    cut = write_frames(tmp_path / "cut.mkv", shot + [255 - f for f in shot])  # inverted: a hard cut
+    still = write_frames(tmp_path / "still.mkv", _pan(photo, 96, 64, 8, 300))
     results = deblur_many([(cut, tmp_path / "o1.mkv"), (still, tmp_path / "o2.mkv")], backend, encode=LOSSLESS,
                           reset_on_cut=True)
     assert [r.stats.state_starts for r in results] == [2, 1]
@@ -147,7 +136,7 @@ def test_more_jobs_than_slots_run_as_slots_free(tmp_path: Path, backend) -> None
 
 
 def test_unjoinable_state_runs_frame_by_frame_with_the_same_output(tmp_path: Path, backend, photo) -> None:
-    sources = [_write_frames(tmp_path / f"{i}.mkv", _pan(photo, 96, 64, 5, 100 + 150 * i)) for i in range(2)]
+    sources = [write_frames(tmp_path / f"{i}.mkv", _pan(photo, 96, 64, 5, 100 + 150 * i)) for i in range(2)]
     boxed = _Boxed(backend)
     results = deblur_many([(s, tmp_path / f"many-{s.name}") for s in sources], boxed, encode=LOSSLESS)
     assert all(r.ok for r in results) and set(boxed.calls) == {1}
@@ -162,7 +151,7 @@ def test_onnxruntime_states_are_batched_too(tmp_path: Path, fast_checkpoint, pho
 
     export_onnx(load_checkpoint(fast_checkpoint)[0], tmp_path / "fast.onnx")
     ort = load_backend(str(tmp_path / "fast.onnx"), "onnxruntime", "cpu")
-    sources = [_write_frames(tmp_path / f"{i}.mkv", _pan(photo, 96, 64, 5, 100 + 150 * i)) for i in range(2)]
+    sources = [write_frames(tmp_path / f"{i}.mkv", _pan(photo, 96, 64, 5, 100 + 150 * i)) for i in range(2)]
     counted = CountingBackend(ort)
     results = deblur_many([(s, tmp_path / f"many-{s.name}") for s in sources], counted, encode=LOSSLESS)
     assert all(r.ok for r in results) and 2 in counted.calls
