@@ -108,3 +108,20 @@ def test_bad_arch_and_foreign_file_errors_are_one_line(clips, tmp_path) -> None:
         result = CliRunner().invoke(cli, [str(clip), str(tmp_path / "o.mkv"), "--model", str(checkpoint), *args])
         assert result.exit_code == 1 and phrase in result.output and result.output.count("\n") == 1, result.output
         assert not (tmp_path / "o.mkv").exists()
+
+
+def test_bench_reports_their_file_beside_ours(clips, tmp_path) -> None:
+    import json
+
+    from vdeblur.benchmarks.cli import bench
+
+    checkpoint, _, _ = clips["deblurgan_v2_mobilenet"]
+    args = ["--model", str(checkpoint), "--models", "vdeblur_fast", "--parts", "latency,quality", "--resolutions", "64x48",
+            "--backends", "torch-fp32", "--frames", "2", "--repeats", "1", "--clips", "1", "--clip-size", "64x48",
+            "--no-baselines", "--threads", "1", "--out", str(tmp_path / "bench")]
+    result = CliRunner().invoke(bench, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert [r["model"] for r in report["latency"]] == ["vdeblur_fast", "deblurgan_v2_mobilenet"]
+    quality = {r["method"]: r for r in report["quality"]}
+    assert quality["deblurgan_v2_mobilenet"]["weights"] == str(checkpoint) and quality["deblurgan_v2_mobilenet"]["psnr"] > 0

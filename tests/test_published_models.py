@@ -131,3 +131,21 @@ def test_pickled_code_is_refused(tmp_path) -> None:
     torch.save({"params": Payload()}, tmp_path / "code.pth")
     with pytest.raises(CheckpointError, match="without running code"):
         load_checkpoint(tmp_path / "code.pth")
+
+
+def test_export_saves_their_file_as_a_self_describing_checkpoint(files, tmp_path) -> None:
+    from vdeblur.export.cli import main
+
+    out = tmp_path / "nafnet.safetensors"
+    main(["safetensors", "--model", str(files[".h5"]), "--source", "https://example.org/fpn_mobilenet.h5",
+          "--licence", "BSD-3-Clause", str(out)])
+    ours, info = load_checkpoint(out)
+    theirs, their_info = load_checkpoint(files[".h5"])
+    assert info.model == their_info.model and info.config == their_info.config
+    assert info.extra["licence"] == "BSD-3-Clause" and info.extra["source"].endswith("fpn_mobilenet.h5")
+    assert info.extra["source_sha256"] == their_info.extra["source_sha256"]
+    x = torch.rand(1, 3, 45, 61)
+    with torch.no_grad():
+        assert torch.equal(ours(x)[0], theirs(x)[0])
+    with pytest.raises(SystemExit):
+        main(["safetensors", "--model", str(out), "--source", "-", "--licence", "-", str(tmp_path / "again.safetensors")])
