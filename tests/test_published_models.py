@@ -68,7 +68,7 @@ def test_released_layouts_are_ours_exactly(manifest: str, arch: str, config: dic
 def test_nafnet_matches_the_authors_forward(files) -> None:
     records = np.load(FIXTURES / "nafnet-width8.npz")
     clamp = np.clip  # the authors' tensor2img clamps to [0, 1]; our forward does it itself
-    model, info = load_checkpoint(files[".pth"], arch="nafnet")
+    model, _ = load_checkpoint(files[".pth"], arch="nafnet")
     assert np.abs(run(model, records["image"]) - clamp(records["nafnet"], 0, 1)).max() <= 1e-5
     # TLC: with a 64 px training crop the windows (96 px at full resolution) are smaller than the
     # 100x120 image, so the local attention differs from the global one, and matches the authors'.

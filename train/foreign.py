@@ -15,7 +15,6 @@ no layout gets one line naming the closest one and what differs.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,19 +141,13 @@ def load_foreign(path: str | Path, arch: str | None = None, overrides: Mapping[s
 
 def _info(path: str | Path, name: str, config: Mapping[str, Any], where: str) -> CheckpointInfo:
     """The metadata our own checkpoints carry (architecture + full config), plus where the weights came from."""
+    from vdeblur.export.artifact_cache import file_sha256  # stdlib only: the export cache hashes files the same way
+
     from .registry import make_config
 
     cfg = dataclasses.asdict(make_config(name, config))
-    extra = {"source_file": Path(path).name, "source_sha256": _sha256(path), "source_weights": where}
+    extra = {"source_file": Path(path).name, "source_sha256": file_sha256(path), "source_weights": where}
     return CheckpointInfo(name, cfg, extra=extra)
-
-
-def _sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def foreign_archs() -> list[str]:
