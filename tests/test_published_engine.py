@@ -125,3 +125,18 @@ def test_bench_reports_their_file_beside_ours(clips, tmp_path) -> None:
     assert [r["model"] for r in report["latency"]] == ["vdeblur_fast", "deblurgan_v2_mobilenet"]
     quality = {r["method"]: r for r in report["quality"]}
     assert quality["deblurgan_v2_mobilenet"]["weights"] == str(checkpoint) and quality["deblurgan_v2_mobilenet"]["psnr"] > 0
+
+
+def test_live_pipe_runs_their_file(clips) -> None:
+    import io
+    import subprocess
+    import sys
+
+    checkpoint, clip, authors = clips["nafnet"]
+    result = subprocess.run([sys.executable, "-m", "vdeblur.engine.cli", "-", "-", "--model", str(checkpoint), "--arch",
+                             "nafnet", *LOSSLESS, "--stream-format", "matroska", "--threads", "1", "--quiet"], input=clip.read_bytes(),
+                            capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr.decode()
+    with av.open(io.BytesIO(result.stdout)) as c:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    assert_authors_frames(frames, authors, "nafnet")
