@@ -1,9 +1,12 @@
 """Make the parity fixtures of the published architectures from their authors' own code.
 
-    python scripts/published_fixtures.py --nafnet DIR --deblurganv2 DIR [--deps DIR] [--out tests/fixtures/published]
+    python scripts/published_fixtures.py --nafnet DIR --deblurganv2 DIR --pretrainedmodels DIR [--deps DIR]
+                                         [--out tests/fixtures/published]
 
 DIR is a checkout of the authors' public repository (github.com/megvii-research/NAFNet,
-github.com/VITA-Group/DeblurGANv2), kept outside this repository; --deps is an extra import path
+github.com/VITA-Group/DeblurGANv2), kept outside this repository; --pretrainedmodels is the package
+folder of the ``pretrainedmodels`` sdist (0.7.4), whose Inception-ResNet-v2 DeblurGAN-v2 builds on
+(its architecture only: ImageNet weights are never fetched); --deps is an extra import path
 for the packages their inference path needs and vdeblur does not (albumentations for
 DeblurGAN-v2's normalisation). Nothing of theirs is copied into vdeblur: their modules are imported
 from DIR, and packages they import only for other models or for training (torchvision, pretrainedmodels,
@@ -39,6 +42,8 @@ SEED = 0
 NAFNET_ARGS = {"img_channel": 3, "width": 8, "middle_blk_num": 1, "enc_blk_nums": [1, 1, 1, 2], "dec_blk_nums": [1, 1, 1, 1]}
 NAFNET_TLC_TRAIN = (1, 3, 64, 64)  # a small training crop, so the local attention windows act on a 100x120 image
 MOBILENET_ARGS = {"num_filters": 16, "num_filters_fpn": 32}
+INCEPTION_ARGS = {"num_filters": 16, "num_filters_fpn": 32}
+INCEPTION_DENSITY = 0.01  # Inception-ResNet-v2 has 54 M weights whatever the head width: stored 99 % zeros
 
 
 class _Stub(types.ModuleType):
@@ -75,9 +80,10 @@ def _commit(repo: Path) -> str:
         return "unknown (not a git checkout)"
 
 
-def randomise(model: nn.Module, seed: int) -> None:
+def randomise(model: nn.Module, seed: int, density: float = 1.0) -> None:
     """Random weights on a coarse grid (k/8 of a fan-in scale, k in -8..8): a working network whose
-    file compresses well. Normalisation scales stay near 1 so activations keep their size."""
+    file compresses well. Normalisation scales stay near 1 so activations keep their size.
+    ``density`` < 1 zeroes that share of the conv weights (for backbones too large to store dense)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, t in model.state_dict().items():
@@ -90,8 +96,11 @@ def randomise(model: nn.Module, seed: int) -> None:
                 t.copy_(k / 4)  # biases, running means and NAFNet's residual scales
             elif t.dim() == 1:
                 t.copy_(1 + k / 4)  # normalisation scales
-            else:
-                t.copy_(k * (1.5 / t[0].numel()) ** 0.5)  # conv weights, scaled by fan-in
+            else:  # conv weights, scaled by fan-in
+                w = k * (1.5 / (t[0].numel() * density)) ** 0.5
+                if density < 1:  # dropped ones +0.0 (a -0.0 would cost a sign bit each in the compressed file)
+                    w = torch.where(torch.rand(t.shape, generator=g) < density, w, torch.zeros(()))
+                t.copy_(w)
 
 
 def write_xz(path: Path, save: object) -> None:
@@ -159,8 +168,17 @@ def nafnet_fixtures(repo: Path, out: Path) -> dict:
                            "path": "imfrombytes -> img2tensor -> forward -> tensor2img (clamp, round)"}}
 
 
+def _pretrainedmodels(package: Path) -> None:
+    """The authors import ``inceptionresnetv2`` from ``pretrainedmodels`` and ask it for ImageNet
+    weights; the fixtures take its architecture alone (never its weights: nothing is downloaded)."""
+    module = _load("pretrainedmodels_inceptionresnetv2", package / "models" / "inceptionresnetv2.py")
+    sys.modules["pretrainedmodels"] = types.ModuleType("pretrainedmodels")
+    sys.modules["pretrainedmodels"].inceptionresnetv2 = (  # type: ignore[attr-defined]
+        lambda num_classes=1000, pretrained=None: module.InceptionResNetV2(num_classes=num_classes))
+
+
 def deblurganv2_fixtures(repo: Path, out: Path) -> dict:
-    _stub("pretrainedmodels", "torchsummary", "torchvision", "torchvision.models", "fire")
+    _stub("torchsummary", "torchvision", "torchvision.models", "fire")
     sys.path.insert(0, str(repo))
     networks = importlib.import_module("models.networks")
     predict = importlib.import_module("predict")
@@ -169,8 +187,32 @@ def deblurganv2_fixtures(repo: Path, out: Path) -> dict:
     torch.manual_seed(SEED)
     net = fpn_mobilenet.FPNMobileNet(norm_layer=networks.get_norm_layer("instance"), pretrained=False, **MOBILENET_ARGS)
     randomise(net, SEED + 1)
+    sizes = {"odd": (70, 90), "multiple": (64, 96), "frames": (48, 72)}
+    record_predictor(predict, net, out / "fpn_mobilenet-width16", sizes)
+    fpn_inception = importlib.import_module("models.fpn_inception")
+    torch.manual_seed(SEED)
+    net = fpn_inception.FPNInception(norm_layer=networks.get_norm_layer("instance"), **INCEPTION_ARGS)
+    randomise(net, SEED + 2, INCEPTION_DENSITY)
+    # Its valid convolutions need 2 px at stride 32 for the pyramid's reflection pads: frames of >= 96 px.
+    sizes = {"odd": (100, 130), "multiple": (128, 96), "frames": (96, 112)}
+    record_predictor(predict, net, out / "fpn_inception-width16", sizes)
+    return {"repository": "https://github.com/VITA-Group/DeblurGANv2", "commit": _commit(repo),
+            "fpn_mobilenet": {"checkpoint": "fpn_mobilenet-width16.h5.xz", "records": "fpn_mobilenet-width16.npz",
+                              "constructor": {"class": "FPNMobileNet", "norm_layer": "get_norm_layer('instance')",
+                                              **MOBILENET_ARGS}},
+            "fpn_inception": {"checkpoint": "fpn_inception-width16.h5.xz", "records": "fpn_inception-width16.npz",
+                              "constructor": {"class": "FPNInception", "norm_layer": "get_norm_layer('instance')",
+                                              **INCEPTION_ARGS},
+                              "backbone": "pretrainedmodels' InceptionResNetV2, no pretrained weights",
+                              "conv_weight_density": INCEPTION_DENSITY},
+            "path": "predict.Predictor: normalize -> pad to (h // 32 + 1) * 32 -> train-mode forward -> uint8"}
+
+
+def record_predictor(predict: types.ModuleType, net: nn.Module, stem: Path, sizes: dict[str, tuple[int, int]]) -> None:
+    """Save ``net`` as the authors do (``{'model': ...}`` of ``nn.DataParallel``, ``stem.h5.xz``) and
+    record their ``Predictor`` on fixed images (``stem.npz``)."""
     model = nn.DataParallel(net)  # get_generator wraps every generator: the file's names start with 'module.'
-    write_xz(out / "fpn_mobilenet-width16.h5.xz", {"model": model.state_dict()})
+    write_xz(stem.parent / f"{stem.name}.h5.xz", {"model": model.state_dict()})
 
     # predict.Predictor without its __init__, which reads config/config.yaml and moves to CUDA; the
     # rest of its path (normalise, pad, train-mode forward, uint8) is theirs. .cuda() is the identity here.
@@ -189,23 +231,20 @@ def deblurganv2_fixtures(repo: Path, out: Path) -> dict:
 
     model.forward = recording  # type: ignore[method-assign]
     records: dict[str, np.ndarray] = {}
-    for name, image in (("odd", test_image(70, 90)), ("multiple", test_image(64, 96))):
+    for name in ("odd", "multiple"):
+        image = test_image(*sizes[name])
         as_uint8 = predictor(image, None)
         h, w = image.shape[:2]
         records[f"image_{name}"], records[f"out_{name}"] = image, floats.pop()[:h, :w]
         records[f"out_{name}_uint8"] = as_uint8
-    frames = clip_frames(48, 72)
+    frames = clip_frames(*sizes["frames"])
     records["frames"] = frames
     records["frames_out"] = np.stack([predictor(f, None) for f in frames])
-    np.savez_compressed(out / "fpn_mobilenet-width16.npz", **records)
-    return {"repository": "https://github.com/VITA-Group/DeblurGANv2", "commit": _commit(repo),
-            "checkpoint": "fpn_mobilenet-width16.h5.xz", "records": "fpn_mobilenet-width16.npz",
-            "constructor": {"class": "FPNMobileNet", "norm_layer": "get_norm_layer('instance')", **MOBILENET_ARGS},
-            "path": "predict.Predictor: normalize -> pad to (h // 32 + 1) * 32 -> train-mode forward -> uint8"}
+    np.savez_compressed(stem.parent / f"{stem.name}.npz", **records)
 
 
 # The released files and the constructor arguments of their configurations (NAFNet:
-# options/test/{GoPro,REDS}/NAFNet-width*.yml; DeblurGAN-v2: config/config.yaml with g_name fpn_mobilenet).
+# options/test/{GoPro,REDS}/NAFNet-width*.yml; DeblurGAN-v2: config/config.yaml, g_name fpn_mobilenet / fpn_inception).
 RELEASED_NAFNET = {"NAFNet-GoPro-width32.pth": 32, "NAFNet-GoPro-width64.pth": 64, "NAFNet-REDS-width64.pth": 64}
 
 
@@ -236,12 +275,21 @@ def manifests(nafnet_repo: Path, dgv2_repo: Path, out: Path) -> None:
     write_manifest(folder / "fpn_mobilenet.h5.txt", gen, "fpn_mobilenet.h5: parameter names and shapes of the released "
                    "file ({'model': state dict} of nn.DataParallel)\nderived from the authors' FPNMobileNet with "
                    f"get_generator's arguments (norm_layer instance, defaults) at {_commit(dgv2_repo)}")
+    fpn_inception = sys.modules["models.fpn_inception"]
+    with torch.device("meta"):
+        gen = nn.DataParallel(fpn_inception.FPNInception(norm_layer=networks.get_norm_layer("instance")))
+    write_manifest(folder / "fpn_inception.h5.txt", gen, "fpn_inception.h5: parameter names and shapes of the released "
+                   "file ({'model': state dict} of nn.DataParallel)\nderived from the authors' FPNInception with "
+                   f"get_generator's arguments (norm_layer instance, defaults) at {_commit(dgv2_repo)}, with "
+                   "pretrainedmodels' InceptionResNetV2 (0.7.4) as its backbone")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nafnet", type=Path, required=True, help="checkout of megvii-research/NAFNet")
     parser.add_argument("--deblurganv2", type=Path, required=True, help="checkout of VITA-Group/DeblurGANv2")
+    parser.add_argument("--pretrainedmodels", type=Path, required=True,
+                        help="the pretrainedmodels package folder (from its PyPI sdist), for Inception-ResNet-v2")
     parser.add_argument("--deps", type=Path, default=None, help="extra import path (albumentations, fire)")
     parser.add_argument("--out", type=Path, default=Path("tests/fixtures/published"))
     args = parser.parse_args()
@@ -249,9 +297,10 @@ def main() -> None:
         sys.path.append(str(args.deps))  # after site-packages: vdeblur's numpy/torch stay the ones used
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
+    _pretrainedmodels(args.pretrainedmodels)
     record = {"torch": torch.__version__, "seed": SEED, "command": " ".join(["python", *sys.argv]),
               "nafnet": nafnet_fixtures(args.nafnet, args.out),
-              "deblurgan_v2_mobilenet": deblurganv2_fixtures(args.deblurganv2, args.out)}
+              "deblurgan_v2": deblurganv2_fixtures(args.deblurganv2, args.out)}
     manifests(args.nafnet, args.deblurganv2, args.out)
     (args.out / "provenance.json").write_text(json.dumps(record, indent=2) + "\n")
     for f in sorted(args.out.rglob("*.*")):

@@ -38,12 +38,13 @@ _SMALL: dict[str, dict] = {
     # A 16 px training crop gives attention windows of 24 px at full resolution: local on the 32x48 test frames.
     "nafnet": {"width": 8, "enc_blocks": (1, 1, 1, 2)}, "nafnet_local": {"width": 8, "enc_blocks": (1, 1, 1, 2), "train_size": 16},
     "deblurgan_v2_mobilenet": {"num_filters": 16, "num_filters_fpn": 32},
+    "deblurgan_v2_inception": {"num_filters": 16, "num_filters_fpn": 32, "repeats": (1, 1, 1)},
 }
 
 
 # DeblurGAN-v2 normalises with each frame's own statistics down to stride 32, where a test frame has
 # a few pixels: the runtimes' float32 rounding differences grow ~100x there (still < 1/10 of an 8-bit level).
-_TOLERANCE = {"deblurgan_v2_mobilenet": 4e-4}
+_TOLERANCE = {"deblurgan_v2_mobilenet": 4e-4, "deblurgan_v2_inception": 4e-4}
 
 
 def small_model(name: str) -> DeblurModel:

@@ -26,7 +26,9 @@ RELEASED = [
     ("NAFNet-GoPro-width64.pth", "nafnet_local", {"width": 64}, ""),
     ("NAFNet-REDS-width64.pth", "nafnet_local", {"width": 64}, ""),
     ("fpn_mobilenet.h5", "deblurgan_v2_mobilenet", {}, "module."),
+    ("fpn_inception.h5", "deblurgan_v2_inception", {}, "module."),
 ]
+DEBLURGAN_V2 = {"fpn_mobilenet-width16": "deblurgan_v2_mobilenet", "fpn_inception-width16": "deblurgan_v2_inception"}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     for packed in FIXTURES.glob("*.xz"):
         path = folder / packed.name.removesuffix(".xz")
         path.write_bytes(lzma.decompress(packed.read_bytes()))
-        out[path.suffix] = path
+        out[path.name] = path
     return out
 
 
@@ -68,30 +70,31 @@ def test_released_layouts_are_ours_exactly(manifest: str, arch: str, config: dic
 def test_nafnet_matches_the_authors_forward(files) -> None:
     records = np.load(FIXTURES / "nafnet-width8.npz")
     clamp = np.clip  # the authors' tensor2img clamps to [0, 1]; our forward does it itself
-    model, _ = load_checkpoint(files[".pth"], arch="nafnet")
+    model, _ = load_checkpoint(files["nafnet-width8.pth"], arch="nafnet")
     assert np.abs(run(model, records["image"]) - clamp(records["nafnet"], 0, 1)).max() <= 1e-5
     # TLC: with a 64 px training crop the windows (96 px at full resolution) are smaller than the
     # 100x120 image, so the local attention differs from the global one, and matches the authors'.
-    local, _ = load_foreign(files[".pth"], "nafnet_local", {"train_size": 64})
+    local, _ = load_foreign(files["nafnet-width8.pth"], "nafnet_local", {"train_size": 64})
     got = run(local, records["image"])
     assert np.abs(got - clamp(records["nafnet_local_train64"], 0, 1)).max() <= 1e-5
     assert np.abs(got - clamp(records["nafnet"], 0, 1)).max() > 1e-3
 
 
-def test_deblurganv2_matches_the_authors_predictor(files) -> None:
-    records = np.load(FIXTURES / "fpn_mobilenet-width16.npz")
-    model, info = load_checkpoint(files[".h5"])
-    assert info.model == "deblurgan_v2_mobilenet" and info.config == {"num_filters": 16, "num_filters_fpn": 32}
-    for case in ("odd", "multiple"):  # 70x90, and 64x96, which still gets a whole extra block of padding
+@pytest.mark.parametrize("stem", DEBLURGAN_V2)
+def test_deblurganv2_matches_the_authors_predictor(stem: str, files) -> None:
+    records = np.load(FIXTURES / f"{stem}.npz")
+    model, info = load_checkpoint(files[f"{stem}.h5"])
+    assert info.model == DEBLURGAN_V2[stem] and info.config["num_filters"] == 16 and info.config["num_filters_fpn"] == 32
+    for case in ("odd", "multiple"):  # a frame that is not a multiple of 32, and one that still gets a whole extra block
         assert np.abs(run(model, records[f"image_{case}"]) - records[f"out_{case}"]).max() <= 1e-5, case
 
 
 def test_reader_finds_the_weights_in_every_container_and_describes_them(files, tmp_path) -> None:
-    state = torch.load(files[".pth"], weights_only=True)["params"]
-    reference, info = load_foreign(files[".pth"])
+    state = torch.load(files["nafnet-width8.pth"], weights_only=True)["params"]
+    reference, info = load_foreign(files["nafnet-width8.pth"])
     assert info.model == "nafnet_local" and info.config["enc_blocks"] == (1, 1, 1, 2) and info.config["width"] == 8
     assert info.extra["source_file"] == "nafnet-width8.pth" and info.extra["source_weights"] == "'params'"
-    assert read_info(files[".pth"]) == info
+    assert read_info(files["nafnet-width8.pth"]) == info
     x = torch.rand(1, 3, 40, 56)
     for container in ({"params_ema": state}, state, {"state_dict": {f"module.{k}": v for k, v in state.items()}}):
         torch.save(container, tmp_path / "other.pth")
@@ -101,7 +104,7 @@ def test_reader_finds_the_weights_in_every_container_and_describes_them(files, t
 
 
 def test_files_that_fit_nothing_get_one_line_naming_the_closest_layout(files, tmp_path) -> None:
-    state = torch.load(files[".pth"], weights_only=True)["params"]
+    state = torch.load(files["nafnet-width8.pth"], weights_only=True)["params"]
     state.pop("ending.bias")
     state["intro.weight"] = torch.zeros(8, 3, 5, 5)
     torch.save({"params": state}, tmp_path / "edited.pth")
@@ -115,9 +118,9 @@ def test_files_that_fit_nothing_get_one_line_naming_the_closest_layout(files, tm
     with pytest.raises(CheckpointError, match="matches no known layout"):
         load_checkpoint(tmp_path / "unknown.h5")
     with pytest.raises(CheckpointError, match="--arch 'deblurgan' reads no foreign checkpoint; allowed: nafnet_local"):
-        load_checkpoint(files[".pth"], arch="deblurgan")
+        load_checkpoint(files["nafnet-width8.pth"], arch="deblurgan")
     with pytest.raises(CheckpointError, match="DeblurGAN-v2 FPN-MobileNet"):
-        load_checkpoint(files[".pth"], arch="deblurgan_v2_mobilenet")
+        load_checkpoint(files["nafnet-width8.pth"], arch="deblurgan_v2_mobilenet")
     (tmp_path / "text.pth").write_text("not a checkpoint")
     with pytest.raises(CheckpointError, match="not a torch checkpoint that loads without running code"):
         load_checkpoint(tmp_path / "text.pth")
@@ -137,10 +140,10 @@ def test_export_saves_their_file_as_a_self_describing_checkpoint(files, tmp_path
     from vdeblur.export.cli import main
 
     out = tmp_path / "nafnet.safetensors"
-    main(["safetensors", "--model", str(files[".h5"]), "--source", "https://example.org/fpn_mobilenet.h5",
+    main(["safetensors", "--model", str(files["fpn_mobilenet-width16.h5"]), "--source", "https://example.org/fpn_mobilenet.h5",
           "--licence", "BSD-3-Clause", str(out)])
     ours, info = load_checkpoint(out)
-    theirs, their_info = load_checkpoint(files[".h5"])
+    theirs, their_info = load_checkpoint(files["fpn_mobilenet-width16.h5"])
     assert info.model == their_info.model and info.config == their_info.config
     assert info.extra["licence"] == "BSD-3-Clause" and info.extra["source"].endswith("fpn_mobilenet.h5")
     assert info.extra["source_sha256"] == their_info.extra["source_sha256"]
@@ -149,3 +152,22 @@ def test_export_saves_their_file_as_a_self_describing_checkpoint(files, tmp_path
         assert torch.equal(ours(x)[0], theirs(x)[0])
     with pytest.raises(SystemExit):
         main(["safetensors", "--model", str(out), "--source", "-", "--licence", "-", str(tmp_path / "again.safetensors")])
+
+
+def test_exported_graph_pads_every_frame_size_as_the_model(tmp_path) -> None:
+    """The padding is computed in the graph (next multiple of 32 plus a block, at least 128 px for
+    Inception), not frozen at the size the exporter traced (64x96)."""
+    import onnxruntime as ort
+
+    from vdeblur.export.onnx import export_onnx
+    from vdeblur.train.registry import build_model
+
+    model = build_model("deblurgan_v2_inception", {"num_filters": 16, "num_filters_fpn": 32, "repeats": (1, 1, 1)}).eval()
+    export_onnx(model, tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    for h, w in [(37, 45), (100, 130), (128, 160)]:
+        x = torch.rand(1, 3, h, w)
+        with torch.no_grad():
+            expected = model(x)[0].numpy()
+        got = session.run(None, {"frame": x.numpy()})[0]
+        assert got.shape == (1, 3, h, w) and np.abs(got - expected).max() < 4e-4, (h, w)

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .archs import deblurganv2, nafnet
+from .archs import deblurganv2, deblurganv2_inception, nafnet
 from .checkpoint import CheckpointError, CheckpointInfo
 from .registry import build_model, list_models
 
@@ -47,6 +47,7 @@ class Layout:
 LAYOUTS = (
     Layout("NAFNet", ("nafnet_local", "nafnet"), nafnet.config_from_shapes),
     Layout("DeblurGAN-v2 FPN-MobileNet", ("deblurgan_v2_mobilenet",), deblurganv2.config_from_shapes),
+    Layout("DeblurGAN-v2 FPN-Inception", ("deblurgan_v2_inception",), deblurganv2_inception.config_from_shapes),
 )
 
 

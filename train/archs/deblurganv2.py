@@ -93,7 +93,7 @@ def mobilenet_v2_features() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _conv_norm_relu(cin: int, cout: int) -> nn.Sequential:
+def conv_norm_relu(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), FrameInstanceNorm(cout), nn.ReLU(inplace=True))
 
 
@@ -107,7 +107,7 @@ class FPNHead(nn.Module):
         return F.relu(self.block1(F.relu(self.block0(x))))
 
 
-def _up(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
+def upsample(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
     return F.interpolate(x, scale_factor=factor, mode="nearest")
 
 
@@ -120,7 +120,7 @@ class FPN(nn.Module):
         stages = ((0, 2), (2, 4), (4, 7), (7, 11), (11, 16))  # outputs at strides 2, 4, 8, 16, 32
         for k, (a, b) in enumerate(stages):
             setattr(self, f"enc{k}", nn.Sequential(*self.features[a:b]))
-        self.td1, self.td2, self.td3 = (_conv_norm_relu(width, width) for _ in range(3))
+        self.td1, self.td2, self.td3 = (conv_norm_relu(width, width) for _ in range(3))
         for k, channels in enumerate((16, 24, 32, 64, 160)):
             setattr(self, f"lateral{k}", nn.Conv2d(channels, width // 2 if k == 0 else width, 1, bias=False))
 
@@ -130,20 +130,25 @@ class FPN(nn.Module):
             x = getattr(self, f"enc{k}")(x)
             enc.append(x)
         map4 = self.lateral4(enc[4])  # stride 32
-        map3 = self.td1(self.lateral3(enc[3]) + _up(map4))
-        map2 = self.td2(self.lateral2(enc[2]) + _up(map3))
-        map1 = self.td3(self.lateral1(enc[1]) + _up(map2))
+        map3 = self.td1(self.lateral3(enc[3]) + upsample(map4))
+        map2 = self.td2(self.lateral2(enc[2]) + upsample(map3))
+        map1 = self.td3(self.lateral1(enc[1]) + upsample(map2))
         return self.lateral0(enc[0]), map1, map2, map3, map4
 
 
-class FPNMobileNet(DeblurModel):
-    pad_multiple = 1  # the forward pads itself, as the authors' predictor does (see the module docstring)
+class FPNGenerator(DeblurModel):
+    """What DeblurGAN-v2's generators share around their backbone's pyramid: four heads brought to
+    stride 4, two smoothing convs up to full resolution, ``tanh`` added to the input, and the
+    authors' predictor (normalise, pad, clamp) around it all."""
 
-    def __init__(self, cfg: FPNMobileNetConfig) -> None:
+    pad_multiple = 1  # the forward pads itself, as the authors' predictor does (see the module docstring)
+    min_blocks = 0  # blocks of 32 px a backbone needs at least; frames padded less would fail in it
+
+    def __init__(self, cfg: FPNMobileNetConfig, fpn: nn.Module) -> None:
         super().__init__()
         self.cfg = cfg
         f, p = cfg.num_filters, cfg.num_filters_fpn
-        self.fpn = FPN(p)
+        self.fpn = fpn
         self.head1, self.head2, self.head3, self.head4 = (FPNHead(p, f, f) for _ in range(4))
         self.smooth = nn.Sequential(nn.Conv2d(4 * f, f, 3, padding=1), FrameInstanceNorm(f), nn.ReLU())
         self.smooth2 = nn.Sequential(nn.Conv2d(f, f // 2, 3, padding=1), FrameInstanceNorm(f // 2), nn.ReLU())
@@ -153,13 +158,29 @@ class FPNMobileNet(DeblurModel):
         h, w = frame.shape[-2:]
         # The authors' normalisation to [-1, 1], (v - 127.5) * (1 / 127.5) on 8-bit values, in this exact
         # order: ``frame * 2 - 1`` differs in the last bit, which the network amplifies ~500x.
-        x = F.pad((frame * 255 - 127.5) * (1 / 127.5), (0, (w // BLOCK + 1) * BLOCK - w, 0, (h // BLOCK + 1) * BLOCK - h))
+        x = F.pad((frame * 255 - 127.5) * (1 / 127.5), (0, self._pad(w), 0, self._pad(h)))
         map0, map1, map2, map3, map4 = self.fpn(x)
-        heads = [_up(self.head4(map4), 8), _up(self.head3(map3), 4), _up(self.head2(map2), 2), self.head1(map1)]
-        y = _up(self.smooth(torch.cat(heads, dim=1)))  # stride 2
-        y = _up(self.smooth2(y + map0))  # full resolution
+        heads = [upsample(self.head4(map4), 8), upsample(self.head3(map3), 4), upsample(self.head2(map2), 2),
+                 self.head1(map1)]  # all at stride 4
+        y = upsample(self.smooth(torch.cat(heads, dim=1)))  # stride 2
+        y = upsample(self.smooth2(y + map0))  # full resolution
         out = torch.clamp(torch.tanh(self.final(y)) + x, -1, 1)
         return (out[..., :h, :w] + 1) / 2, ()
+
+
+    def _pad(self, size: int) -> int:
+        """Zeros to add: up to the next multiple of 32 plus one block (the authors' rule), and to at
+        least ``min_blocks`` blocks, where the authors' predictor would fail instead."""
+        blocks = size // BLOCK + 1
+        if self.min_blocks:  # a property of the architecture, not of the frame
+            short = self.min_blocks - blocks
+            blocks = blocks + (short + abs(short)) // 2  # max(short, 0) with no comparison: the export keeps it symbolic
+        return blocks * BLOCK - size
+
+
+class FPNMobileNet(FPNGenerator):
+    def __init__(self, cfg: FPNMobileNetConfig) -> None:
+        super().__init__(cfg, FPN(cfg.num_filters_fpn))
 
 
 def config_from_shapes(shapes: Mapping[str, torch.Size]) -> dict[str, Any]:
