@@ -100,7 +100,7 @@ def cli() -> None:
 
 
 _SHARED_OPTIONS = [  # what `run` and `batch` both take: the model, where it runs, how the output is encoded
-    click.option("--model", default=None, help="Checkpoint (.safetensors), ONNX file, TensorRT engine, or a model name with bundled weights [default: the bundled vdeblur_deep; vdeblur_fast is the real-time option]."),
+    click.option("--model", default=None, help="Checkpoint (.safetensors, or another project's .pth/.h5), ONNX file, TensorRT engine, or a model name with bundled weights [default: the bundled vdeblur_deep; vdeblur_fast is the real-time option]."),
     click.option("--arch", default=None, help="With another project's checkpoint (.pth, .h5): the architecture to "
                  "read it into, instead of the one its layout names (e.g. nafnet for global attention; docs/published_models.md)."),
     click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "tensorrt"]), default="auto", show_default=True),
