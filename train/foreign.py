@@ -23,9 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .archs import deblurganv2, deblurganv2_inception, nafnet
 from .checkpoint import CheckpointError, CheckpointInfo
-from .registry import build_model, list_models
+from .registry import build_model
 
 FOREIGN_SUFFIXES = (".pth", ".pt", ".h5", ".ckpt")
 # The keys under which the supported projects store their weights, in the order they are preferred:
@@ -44,11 +43,14 @@ class Layout:
     config: Callable[[Shapes], dict[str, Any]]  # config overrides read from the shapes (KeyError if absent)
 
 
-LAYOUTS = (
-    Layout("NAFNet", ("nafnet_local", "nafnet"), nafnet.config_from_shapes),
-    Layout("DeblurGAN-v2 FPN-MobileNet", ("deblurgan_v2_mobilenet",), deblurganv2.config_from_shapes),
-    Layout("DeblurGAN-v2 FPN-Inception", ("deblurgan_v2_inception",), deblurganv2_inception.config_from_shapes),
-)
+def layouts() -> tuple[Layout, ...]:
+    # Imported here, not at the top: the engine imports FOREIGN_SUFFIXES at start-up, the arch files
+    # are needed only once a file is read.
+    from .archs import deblurganv2, deblurganv2_inception, nafnet
+
+    return (Layout("NAFNet", ("nafnet_local", "nafnet"), nafnet.config_from_shapes),
+            Layout("DeblurGAN-v2 FPN-MobileNet", ("deblurgan_v2_mobilenet",), deblurganv2.config_from_shapes),
+            Layout("DeblurGAN-v2 FPN-Inception", ("deblurgan_v2_inception",), deblurganv2_inception.config_from_shapes))
 
 
 def is_foreign(path: str | Path) -> bool:
@@ -99,14 +101,14 @@ def _difference(want: Shapes, have: Shapes) -> tuple[int, str]:
 def detect(shapes: Shapes, arch: str | None = None, overrides: Mapping[str, Any] | None = None,
            source: str = "checkpoint") -> tuple[str, dict[str, Any]]:
     """(registry name, config) of the layout ``shapes`` has exactly; ``arch`` restricts the choice."""
-    layouts = LAYOUTS
+    candidates = layouts()
     if arch is not None:
-        layouts = tuple(layout for layout in LAYOUTS if arch in layout.archs)
-        if not layouts:
-            known = [a for layout in LAYOUTS for a in layout.archs]
+        candidates = tuple(layout for layout in candidates if arch in layout.archs)
+        if not candidates:
+            known = [a for layout in layouts() for a in layout.archs]
             raise CheckpointError(f"--arch {arch!r} reads no foreign checkpoint; allowed: {', '.join(known)}")
     closest: tuple[float, str] = (-1.0, "")
-    for layout in layouts:
+    for layout in candidates:
         name = arch or layout.archs[0]
         try:
             config = {**layout.config(shapes), **(overrides or {})}
@@ -149,8 +151,3 @@ def _info(path: str | Path, name: str, config: Mapping[str, Any], where: str) ->
     cfg = dataclasses.asdict(make_config(name, config))
     extra = {"source_file": Path(path).name, "source_sha256": file_sha256(path), "source_weights": where}
     return CheckpointInfo(name, cfg, extra=extra)
-
-
-def foreign_archs() -> list[str]:
-    """Every registry name a foreign checkpoint can be read into (what ``--arch`` accepts)."""
-    return [a for layout in LAYOUTS for a in layout.archs if a in list_models()]
