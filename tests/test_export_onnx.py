@@ -145,7 +145,7 @@ def test_bad_arguments_are_refused(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("name", ["vdeblur_fast", "vdeblur_deep", "deblurgan", "pix2pix_sa_ca_gr_sn", "nafnet_local",
-                                  "deblurgan_v2_mobilenet"])
+                                  "deblurgan_v2_mobilenet", "deblurgan_v2_inception"])
 def test_fp16_graph(name: str, photo: np.ndarray, tmp_path) -> None:
     """FP16 graph: checker-clean, FP32 I/O, cell state and normalisation in FP32, and on a real photo
     finite and close to FP32. ORT CPU has FP16 kernels for few of these ops: it computes the others in
