@@ -111,29 +111,42 @@ def upsample(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
     return F.interpolate(x, scale_factor=factor, mode="nearest")
 
 
-class FPN(nn.Module):
-    def __init__(self, width: int) -> None:
+class Pyramid(nn.Module):
+    """The top-down half of DeblurGAN-v2's feature pyramid over a backbone's five stages ``enc0`` ..
+    ``enc4`` (strides 2-32, set by the subclass): a 1x1 lateral per stage, then from the deepest
+    level down, nearest 2x upsampling + the lateral -> 3x3 conv, norm, ReLU."""
+
+    def __init__(self, width: int, stage_channels: tuple[int, ...]) -> None:
         super().__init__()
+        self.td1, self.td2, self.td3 = (conv_norm_relu(width, width) for _ in range(3))
+        for k, channels in enumerate(stage_channels):
+            setattr(self, f"lateral{k}", nn.Conv2d(channels, width // 2 if k == 0 else width, 1, bias=False))
+
+    def align(self, level: int, lateral: torch.Tensor) -> torch.Tensor:
+        """A lateral brought to its level's size (backbones whose stages come out short pad here)."""
+        return lateral
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        laterals = []
+        for k in range(5):
+            x = getattr(self, f"enc{k}")(x)
+            laterals.append(self.align(k, getattr(self, f"lateral{k}")(x)))
+        map4 = laterals[4]  # stride 32
+        map3 = self.td1(laterals[3] + upsample(map4))
+        map2 = self.td2(laterals[2] + upsample(map3))
+        map1 = self.td3(laterals[1] + upsample(map2))
+        return laterals[0], map1, map2, map3, map4
+
+
+class FPN(Pyramid):
+    def __init__(self, width: int) -> None:
+        super().__init__(width, (16, 24, 32, 64, 160))
         self.features = mobilenet_v2_features()
         # The stages share the backbone's modules, so the file names each weight twice
         # (``features.N`` and ``encK.M``), as the released checkpoint does.
         stages = ((0, 2), (2, 4), (4, 7), (7, 11), (11, 16))  # outputs at strides 2, 4, 8, 16, 32
         for k, (a, b) in enumerate(stages):
             setattr(self, f"enc{k}", nn.Sequential(*self.features[a:b]))
-        self.td1, self.td2, self.td3 = (conv_norm_relu(width, width) for _ in range(3))
-        for k, channels in enumerate((16, 24, 32, 64, 160)):
-            setattr(self, f"lateral{k}", nn.Conv2d(channels, width // 2 if k == 0 else width, 1, bias=False))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        enc = []
-        for k in range(5):
-            x = getattr(self, f"enc{k}")(x)
-            enc.append(x)
-        map4 = self.lateral4(enc[4])  # stride 32
-        map3 = self.td1(self.lateral3(enc[3]) + upsample(map4))
-        map2 = self.td2(self.lateral2(enc[2]) + upsample(map3))
-        map1 = self.td3(self.lateral1(enc[1]) + upsample(map2))
-        return self.lateral0(enc[0]), map1, map2, map3, map4
 
 
 class FPNGenerator(DeblurModel):

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import register
-from .deblurganv2 import FPNGenerator, FrameBatchNorm, conv_norm_relu, upsample
+from .deblurganv2 import FPNGenerator, FrameBatchNorm, Pyramid
 
 
 @dataclass(frozen=True)
@@ -123,9 +123,13 @@ class InceptionResNetV2(nn.Module):
         self.last_linear = nn.Linear(1536, 1000)
 
 
-class FPNInceptionPyramid(nn.Module):
+class FPNInceptionPyramid(Pyramid):
+    # Valid convolutions leave each stage 1-3 px short of stride-aligned: reflection pads restore it
+    # (for a 128-row input: 63, 30, 13, 6, 2 rows -> 64, 32, 16, 8, 4). (left, right, top, bottom)
+    _ALIGN = ((0, 1, 0, 1), (1, 1, 1, 1), (1, 2, 1, 2), (1, 1, 1, 1), (1, 1, 1, 1))
+
     def __init__(self, width: int, repeats: tuple[int, int, int]) -> None:
-        super().__init__()
+        super().__init__(width, (32, 64, 192, 1088, 2080))
         net = self.inception = InceptionResNetV2(repeats)
         # The stages share the backbone's modules, so the file names each weight twice, as the released one does.
         self.enc0 = net.conv2d_1a  # stride 2, 32 channels
@@ -133,23 +137,9 @@ class FPNInceptionPyramid(nn.Module):
         self.enc2 = _seq(net.conv2d_3b, net.conv2d_4a, net.maxpool_5a)  # stride 8, 192
         self.enc3 = _seq(net.mixed_5b, net.repeat, net.mixed_6a)  # stride 16, 1088
         self.enc4 = _seq(net.repeat_1, net.mixed_7a)  # stride 32, 2080
-        self.td1, self.td2, self.td3 = (conv_norm_relu(width, width) for _ in range(3))
-        for k, channels in enumerate((32, 64, 192, 1088, 2080)):
-            setattr(self, f"lateral{k}", nn.Conv2d(channels, width // 2 if k == 0 else width, 1, bias=False))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        enc = []
-        for k in range(5):
-            x = getattr(self, f"enc{k}")(x)
-            enc.append(x)
-        # Valid convolutions leave each stage 1-3 px short of stride-aligned: reflection pads restore it
-        # (for a 96-row input: 47, 22, 9, 4, 1 rows -> 48, 24, 12, 6, 3).
-        grow = (lambda t: F.pad(t, (1, 1, 1, 1), mode="reflect"))
-        map4 = grow(self.lateral4(enc[4]))
-        map3 = self.td1(grow(self.lateral3(enc[3])) + upsample(map4))
-        map2 = self.td2(F.pad(self.lateral2(enc[2]), (1, 2, 1, 2), mode="reflect") + upsample(map3))
-        map1 = self.td3(grow(self.lateral1(enc[1])) + upsample(map2))
-        return F.pad(self.lateral0(enc[0]), (0, 1, 0, 1), mode="reflect"), map1, map2, map3, map4
+    def align(self, level: int, lateral: torch.Tensor) -> torch.Tensor:
+        return F.pad(lateral, self._ALIGN[level], mode="reflect")
 
 
 class FPNInception(FPNGenerator):
