@@ -95,6 +95,23 @@ def parse_checkpoints(specs: tuple[str, ...]) -> dict[str, Path]:
     return result
 
 
+def add_model_files(settings: BenchSettings, checkpoints: dict[str, Path], files: tuple[str, ...]
+                    ) -> tuple[BenchSettings, dict[str, Path]]:
+    """``--model FILE``: each file's architecture (named in its metadata, or read from another
+    project's layout) is benchmarked with its weights, after the models of ``--models``."""
+    from vdeblur.train.checkpoint import read_info
+
+    checkpoints, models = dict(checkpoints), list(settings.models)
+    for file in files:
+        name = read_info(file).model
+        if name in checkpoints:
+            raise ValueError(f"--model {file} is a {name!r} model, and {checkpoints[name]} already is one; "
+                             "benchmark them in separate runs")
+        checkpoints[name] = Path(file)
+        models += [] if name in models else [name]
+    return dataclasses.replace(settings, models=tuple(models)), checkpoints
+
+
 def resolve_model(name: str, checkpoints: dict[str, Path]) -> tuple[DeblurModel, str]:
     """The model to benchmark and a description of its weights: the given checkpoint, the bundled
     one when the model has bundled weights, or random weights (say so: their quality figures mean nothing)."""
@@ -153,6 +170,9 @@ def settings_from_options(quick: bool, models: str | None, backends: str | None,
 @click.option("--resolutions", help="Comma-separated 360p, 720p, 1080p or WxH (default 360p,720p,1080p).")
 @click.option("--parts", help=f"What to run, comma-separated: {', '.join(PARTS)} (default all).")
 @click.option("--gopro", type=click.Path(path_type=Path), help="GoPro-layout folder for quality (uses its test/ split).")
+@click.option("--model", "model_files", multiple=True, metavar="FILE",
+              help="A checkpoint to benchmark beside --models (repeatable): ours (.safetensors) or another project's "
+                   "(.pth, .h5: NAFNet, DeblurGAN-v2), its architecture read from the file.")
 @click.option("--checkpoint", "checkpoints", multiple=True, metavar="NAME=PATH",
               help="Weights for a model (repeatable). Default: the model's bundled checkpoint (vdeblur_deep, "
                    "vdeblur_fast), random weights otherwise.")
@@ -171,16 +191,17 @@ def settings_from_options(quick: bool, models: str | None, backends: str | None,
               "frames/s beside the codec-only ceiling, written to OUT/multistream.json (benchmarks.multistream).")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 def bench(quick: bool, models: str | None, backends: str | None, resolutions: str | None, parts: str | None,
-          gopro: Path | None, checkpoints: tuple[str, ...], out: Path | None, overwrite: bool, frames: int | None,
+          gopro: Path | None, model_files: tuple[str, ...], checkpoints: tuple[str, ...], out: Path | None, overwrite: bool, frames: int | None,
           repeats: int | None, clips: int | None, clip_size: str | None, baselines: bool, threads: int | None,
           streams: str | None, debug: bool) -> None:
     """Benchmark models and backends; write JSON, Markdown and plots to --out."""
     try:
         settings = settings_from_options(quick, models, backends, resolutions, parts, gopro, frames, repeats, clips,
                                          clip_size, baselines, threads)
+        settings, weights = add_model_files(settings, parse_checkpoints(checkpoints), model_files)
         out = results_folder(out, overwrite)
         with tempfile.TemporaryDirectory(prefix="vdeblur-bench-") as workdir:
-            run_benchmarks(settings, parse_checkpoints(checkpoints), out, Path(workdir), echo=click.echo)
+            run_benchmarks(settings, weights, out, Path(workdir), echo=click.echo)
         if streams:
             from .multistream import main as multistream
 

@@ -100,7 +100,9 @@ def cli() -> None:
 
 
 _SHARED_OPTIONS = [  # what `run` and `batch` both take: the model, where it runs, how the output is encoded
-    click.option("--model", default=None, help="Checkpoint (.safetensors), ONNX file, TensorRT engine, or a model name with bundled weights [default: the bundled vdeblur_deep; vdeblur_fast is the real-time option]."),
+    click.option("--model", default=None, help="Checkpoint (.safetensors, or another project's .pth/.h5), ONNX file, TensorRT engine, or a model name with bundled weights [default: the bundled vdeblur_deep; vdeblur_fast is the real-time option]."),
+    click.option("--arch", default=None, help="With another project's checkpoint (.pth, .h5): the architecture to "
+                 "read it into, instead of the one its layout names (e.g. nafnet for global attention; docs/published_models.md)."),
     click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "tensorrt"]), default="auto", show_default=True),
     click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N"),
     click.option("--fp16", is_flag=True, help="FP16 inference (CUDA only)."),
@@ -148,7 +150,7 @@ def shared_options(command: Any) -> Any:
               help="With --adapt and one input: write the weights used as a checkpoint (.safetensors, loadable with --model).")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def run_cmd(paths: tuple[str, ...], model: str | None, backend: str, device: str, fp16: bool, compile_mode: str,
+def run_cmd(paths: tuple[str, ...], model: str | None, arch: str | None, backend: str, device: str, fp16: bool, compile_mode: str,
             codec: str, crf: int, preset: str, pix_fmt: str | None, overwrite: bool, reset_on_cut: bool,
             state_reset_every: int, adapt: float | None, video_io: str, tile: int, tile_overlap: int, streams: int,
             threads: int | None, save_adapted: Path | None, quiet: bool, debug: bool, **live: Any) -> None:
@@ -173,7 +175,7 @@ def run_cmd(paths: tuple[str, ...], model: str | None, backend: str, device: str
         from .backends import load_backend
 
         engine = load_backend(model, backend, device, fp16, compile_mode,
-                              log=lambda line: say(quiet, f"vdeblur: {line}"))  # the export cache's line
+                              log=lambda line: say(quiet, f"vdeblur: {line}"), arch=arch)  # the export cache's line
         say(quiet, f"vdeblur: {getattr(engine, 'label', engine.name)} backend")
         encoding = EncodeOptions(codec, crf, preset, pix_fmt)
         if streams > 1 and len(jobs) > 1:
@@ -230,7 +232,7 @@ def run_streams(jobs: list[tuple[Path, Path]], engine: Any, streams: int, encodi
               help="JSON report of every file [default: OUT_DIR/vdeblur-batch.json].")
 @click.option("--quiet", is_flag=True, help="Only the summary.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def batch_cmd(paths: tuple[Path, ...], model: str | None, backend: str, device: str, fp16: bool, codec: str, crf: int,
+def batch_cmd(paths: tuple[Path, ...], model: str | None, arch: str | None, backend: str, device: str, fp16: bool, codec: str, crf: int,
               preset: str, pix_fmt: str | None, overwrite: bool, reset_on_cut: bool, state_reset_every: int,
               adapt: float | None, ray_address: str | None, gpus_per_task: float, cpus_per_task: float, max_retries: int,
               report: Path | None, quiet: bool, debug: bool) -> None:
@@ -251,7 +253,7 @@ def batch_cmd(paths: tuple[Path, ...], model: str | None, backend: str, device: 
                            backend=backend, device=device, fp16=fp16, encode=EncodeOptions(codec, crf, preset, pix_fmt),
                            overwrite=overwrite, reset_on_cut=reset_on_cut, reset_every=state_reset_every,
                            adapt=adapt_config(adapt, None, True, 1), max_retries=max_retries, report=report or jobs[0][1].parent / "vdeblur-batch.json",
-                           on_result=line)
+                           on_result=line, arch=arch)
         click.echo(result.summary(), err=True)
         if result.failed:
             sys.exit(1)

@@ -60,6 +60,7 @@ class TaskSettings:
     reset_on_cut: bool = False
     reset_every: int = 0
     adapt: AdaptConfig | None = None  # --adapt: each task adapts its own copy of the model to its file
+    arch: str | None = None  # --arch: the architecture to read another project's checkpoint into
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def run_batch(jobs: Sequence[tuple[str | Path, str | Path]], model: str | None =
               device: str = "auto", fp16: bool = False, encode: EncodeOptions = EncodeOptions(),
               overwrite: bool = False, reset_on_cut: bool = False, reset_every: int = 0,
               adapt: AdaptConfig | None = None, max_retries: int = 2, report: str | Path | None = None,
-              on_result: Callable[[FileResult], None] | None = None) -> BatchReport:
+              on_result: Callable[[FileResult], None] | None = None, arch: str | None = None) -> BatchReport:
     """Deblur every ``(input, output)`` pair as its own Ray task; never raises for a single file.
 
     ``address``: ``None`` starts a local Ray instance (or joins the one ``RAY_ADDRESS`` names),
@@ -134,7 +135,7 @@ def run_batch(jobs: Sequence[tuple[str | Path, str | Path]], model: str | None =
         # Ray leaves CUDA_VISIBLE_DEVICES alone for a task that reserves no GPU: "auto" would take
         # a GPU that Ray may have given to another task.
         device = "cpu"
-    settings = TaskSettings(model, backend, device, fp16, encode, overwrite, reset_on_cut, reset_every, adapt)
+    settings = TaskSettings(model, backend, device, fp16, encode, overwrite, reset_on_cut, reset_every, adapt, arch)
     pairs = _check_jobs(jobs, settings, num_gpus, num_cpus, max_retries, report)
     ray = import_ray()
     owned = not ray.is_initialized()
@@ -185,7 +186,7 @@ def deblur_file(src: str, dst: str, settings: TaskSettings) -> FileResult:
     started = time.perf_counter()
     node = socket.gethostname()
     try:
-        engine = _backend(settings.model, settings.backend, settings.device, settings.fp16)
+        engine = _backend(settings.model, settings.backend, settings.device, settings.fp16, settings.arch)
         stats = deblur_video(src, dst, engine, overwrite=settings.overwrite, encode=settings.encode,
                              reset_on_cut=settings.reset_on_cut, reset_every=settings.reset_every,
                              adapt=settings.adapt, log=lambda line: None)
@@ -205,9 +206,9 @@ def import_ray() -> Any:
 
 
 @functools.lru_cache(maxsize=2)
-def _backend(model: str | None, backend: str, device: str, fp16: bool) -> Backend:
+def _backend(model: str | None, backend: str, device: str, fp16: bool, arch: str | None = None) -> Backend:
     """Ray reuses worker processes: a worker loads the model once, not once per file."""
-    return load_backend(model, backend, device, fp16)
+    return load_backend(model, backend, device, fp16, arch=arch)
 
 
 def _check_jobs(jobs: Sequence[tuple[str | Path, str | Path]], settings: TaskSettings, num_gpus: float,

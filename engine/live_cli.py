@@ -73,7 +73,7 @@ def run_stream_job(ctx: click.Context, say: Any) -> None:
     from .backends import load_backend
 
     engine = load_backend(p["model"], p["backend"], p["device"], p["fp16"], p["compile_mode"],
-                          log=lambda line: say(f"vdeblur: {line}"))  # the export cache's line
+                          log=lambda line: say(f"vdeblur: {line}"), arch=p["arch"])  # the export cache's line
     say(f"vdeblur: {getattr(engine, 'label', engine.name)} backend")
     stats = run_live(source, sink, engine, options=options, encode=EncodeOptions(p["codec"], p["crf"], preset, p["pix_fmt"]),
                      overwrite=p["overwrite"], reset_on_cut=p["reset_on_cut"], reset_every=p["state_reset_every"],

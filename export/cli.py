@@ -24,7 +24,8 @@ _EXPECTED = (ValueError, KeyError, RuntimeError, OSError)
 
 def load_model(spec: str | None) -> DeblurModel:
     """The bundled default (``None``), a registered model name (its bundled weights when there are
-    some, as ``vdeblur`` does; random weights with a warning otherwise) or a ``.safetensors`` checkpoint."""
+    some, as ``vdeblur`` does; random weights with a warning otherwise), a ``.safetensors`` checkpoint
+    or another project's checkpoint (``.pth``, ``.h5``; its architecture read from its layout)."""
     from vdeblur.train.checkpoint import load_checkpoint
     from vdeblur.train.registry import build_model, list_models
 
@@ -40,7 +41,8 @@ def load_model(spec: str | None) -> DeblurModel:
     return build_model(spec).eval()
 
 
-_MODEL_HELP = (f"registered model name (its bundled weights when there are some) or .safetensors checkpoint "
+_MODEL_HELP = (f"registered model name (its bundled weights when there are some), .safetensors checkpoint or "
+               f"another project's .pth/.h5 "
                f"[default: the bundled {DEFAULT_MODEL}; vdeblur_fast is the real-time one]")
 
 
@@ -78,6 +80,29 @@ def onnx_cmd(model_spec: str | None, out: Path, fp16: bool, opset: int, check_im
         if not fp16:
             raise ValueError("--check-image compares the FP16 graph with the FP32 one; add --fp16")
         _check_fp16(model, out, check_image, opset)
+
+
+@cli.command("safetensors")
+@click.option("--model", "model_spec", required=True,
+              help="another project's checkpoint (.pth, .h5: NAFNet, DeblurGAN-v2; docs/published_models.md)")
+@click.option("--arch", default=None, help="the architecture to read it into [default: the one its layout names]")
+@click.option("--source", required=True, help="where the file was published (its URL), kept in the metadata")
+@click.option("--licence", "licence", required=True,
+              help="its licence as its authors state it (e.g. MIT), kept in the metadata; you are responsible for it")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+def safetensors_cmd(model_spec: str, arch: str | None, source: str, licence: str, out: Path) -> None:
+    """Save another project's checkpoint as a vdeblur checkpoint (OUT.safetensors): our architecture
+    name and config, the weights, and where they came from, so every vdeblur tool reads it alone."""
+    from vdeblur.train.checkpoint import load_checkpoint, save_checkpoint
+    from vdeblur.train.foreign import is_foreign
+
+    if out.suffix != ".safetensors":
+        raise ValueError(f"output {out} must end in .safetensors")
+    if not is_foreign(model_spec):
+        raise ValueError(f"--model {model_spec} is not another project's checkpoint (.pth, .pt, .h5, .ckpt)")
+    model, info = load_checkpoint(model_spec, arch=arch)
+    save_checkpoint(out, model, extra={**info.extra, "source": source, "licence": licence})
+    click.echo(f"wrote {out} ({info.model}, from {info.extra['source_file']}, licence {licence})")
 
 
 def _check_fp16(model: DeblurModel, fp16_path: Path, image: Path, opset: int) -> None:

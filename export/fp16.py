@@ -7,7 +7,9 @@ stay FP32 because FP16 (max 65504, 11-bit mantissa) would break them:
 * the ConvLSTM cell state ``c``: it is an unbounded running sum (``c1 = f*c + i*g``), carried for
   the whole video, so it would drift and could overflow; ``h`` is bounded by tanh and is fine;
 * normalisation and softmax: sums of squares / exponentials over a whole 1080p plane overflow;
-* pooling over the whole plane (channel attention), whose sum overflows the same way.
+* pooling over the whole plane (channel attention), whose sum overflows the same way, and window
+  means taken as differences of a running sum (NAFNet's local attention): the running sum grows
+  with the frame, and FP16 would round away the difference of two large sums.
 
 The conversion itself is ONNX Runtime's float16 converter (``keep_io_types`` inserts the casts at
 the graph boundary and around every node kept in FP32).
@@ -29,7 +31,7 @@ onnx = import_onnx()
 
 # Ops whose FP16 version overflows or loses too much on full-resolution frames.
 FP32_OPS = ("InstanceNormalization", "LayerNormalization", "BatchNormalization", "GroupNormalization", "Softmax",
-            "GlobalAveragePool", "ReduceMean", "ReduceSum")
+            "GlobalAveragePool", "ReduceMean", "ReduceSum", "CumSum")
 # Ops through which the cell state keeps its magnitude (the LSTM update is c1 = f*c + i*g).
 _CELL_STATE_OPS = ("Mul", "Add", "Sub")
 CELL_STATE_SLOTS = ("c",)
@@ -47,6 +49,25 @@ def cell_state_nodes(graph: onnx.GraphProto, state_inputs: Iterable[str]) -> lis
     return kept
 
 
+# Ops from a running sum to the window mean taken from it (gather two ends, subtract, divide).
+_RUNNING_SUM_OPS = ("Concat", "Gather", "Sub", "Div")
+
+
+def running_sum_nodes(graph: onnx.GraphProto) -> list[str]:
+    """Names of the nodes that take window sums out of a ``CumSum``, up to the division that makes
+    them means again (nodes are stored in topological order)."""
+    carried: set[str] = set()
+    kept: list[str] = []
+    for node in graph.node:
+        if node.op_type == "CumSum":
+            carried.update(node.output)
+        elif node.op_type in _RUNNING_SUM_OPS and carried.intersection(node.input):
+            kept.append(node.name)
+            if node.op_type != "Div":
+                carried.update(node.output)
+    return kept
+
+
 def convert_to_fp16(proto: onnx.ModelProto, info: GraphInfo) -> onnx.ModelProto:
     """FP16 copy of an FP32 graph from ``export_onnx`` with FP32 I/O and the FP32 islands above."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
@@ -61,7 +82,7 @@ def convert_to_fp16(proto: onnx.ModelProto, info: GraphInfo) -> onnx.ModelProto:
         raise ValueError(f"{info.model}: found no node computing the cell state from {cell_inputs}; "
                          "the FP16 converter would put it in FP16")
     converted = convert_float_to_float16(proto, keep_io_types=True, op_block_list=[*DEFAULT_OP_BLOCK_LIST, *FP32_OPS],
-                                         node_block_list=kept)
+                                         node_block_list=kept + running_sum_nodes(proto.graph))
     _drop_fp16_round_trips(converted)
     _sort_topologically(converted.graph)
     return converted

@@ -39,17 +39,19 @@ def onnx_key(checkpoint: Path, model: str, precision: str, opset: int) -> dict[s
 
 
 def cached_onnx(checkpoint: str | Path, precision: str = "fp32", opset: int = MIN_OPSET, *,
-                root: Path | None = None, log: Log = to_stderr) -> Path:
+                root: Path | None = None, log: Log = to_stderr, arch: str | None = None) -> Path:
     """The ONNX export of ``checkpoint`` from the cache, exported first if missing, stale or corrupt.
-    Says in one line what happened."""
+    Says in one line what happened. ``arch``: the architecture to read a foreign checkpoint into."""
     return with_fallback(root or cache_root(), lambda folder: _onnx_entry(Path(checkpoint), precision, opset,
-                                                                          folder, log), log)
+                                                                          folder, log, arch), log)
 
 
-def _onnx_entry(checkpoint: Path, precision: str, opset: int, folder: Path, log: Log) -> Path:
+def _onnx_entry(checkpoint: Path, precision: str, opset: int, folder: Path, log: Log, arch: str | None = None) -> Path:
     from vdeblur.train.checkpoint import read_info
 
-    model = read_info(checkpoint).model  # a bad checkpoint fails here, before anything is written
+    # A bad checkpoint fails here, before anything is written. The model name is part of the entry's
+    # name and key, so one foreign file read as two architectures (--arch) gets two entries.
+    model = read_info(checkpoint, arch).model
     key = onnx_key(checkpoint, model, precision, opset)
     path = folder / "onnx" / f"{model}.{precision}.opset{opset}.{str(key['checkpoint_sha256'])[:12]}.onnx"
     if not check_entry(path, key):
@@ -60,7 +62,7 @@ def _onnx_entry(checkpoint: Path, precision: str, opset: int, folder: Path, log:
         if not reason:
             log(f"using cached {path}")
             return path
-        atomic_write(path, lambda tmp: _export(checkpoint, tmp, precision, opset))
+        atomic_write(path, lambda tmp: _export(checkpoint, tmp, precision, opset, arch))
         write_record(path, key)
     why = "" if reason == "missing" else f"; the cached one was {_as_phrase(reason)}"
     log(f"exported {model} to ONNX {precision.upper()} (cached: {path}{why})")
@@ -68,7 +70,7 @@ def _onnx_entry(checkpoint: Path, precision: str, opset: int, folder: Path, log:
 
 
 def cached_engine(checkpoint: str | Path, precision: str = "fp16", profile: ShapeProfile = DEFAULT_TRT_PROFILE, *,
-                  root: Path | None = None, log: Log = to_stderr) -> tuple[Path, Path]:
+                  root: Path | None = None, log: Log = to_stderr, arch: str | None = None) -> tuple[Path, Path]:
     """(engine, the ONNX it was built from) for ``checkpoint``, both from the cache, built if needed.
 
     ``fp16``: an FP16 graph built strongly typed (TensorRT 10 and 11); ``fp32``: an FP32 graph and
@@ -78,7 +80,7 @@ def cached_engine(checkpoint: str | Path, precision: str = "fp16", profile: Shap
     import_tensorrt()  # a missing TensorRT is one line before minutes of export work
 
     def attempt(folder: Path) -> tuple[Path, Path]:
-        onnx_path = _onnx_entry(Path(checkpoint), precision, MIN_OPSET, folder, log)
+        onnx_path = _onnx_entry(Path(checkpoint), precision, MIN_OPSET, folder, log, arch)
         engine, reason = ensure_engine(onnx_path, BuildConfig(profile, precision, out_dir=folder / "tensorrt"))
         if not reason:
             log(f"using cached {engine}")
@@ -90,12 +92,12 @@ def cached_engine(checkpoint: str | Path, precision: str = "fp16", profile: Shap
     return with_fallback(root or cache_root(), attempt, log)
 
 
-def _export(checkpoint: Path, out: Path, precision: str, opset: int) -> None:
+def _export(checkpoint: Path, out: Path, precision: str, opset: int, arch: str | None = None) -> None:
     from vdeblur.train.checkpoint import load_checkpoint
 
     from .onnx import export_onnx
 
-    model, _ = load_checkpoint(checkpoint)
+    model, _ = load_checkpoint(checkpoint, arch=arch)
     export_onnx(model, out, opset=opset, precision=precision)
 
 

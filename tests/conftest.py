@@ -47,14 +47,17 @@ def write_frames(path: Path, frames: list[np.ndarray]) -> Path:
 def make_clip(path, *, width: int = 96, height: int = 64, frames: int = 12, audio: bool = True, rate: int = 24,
               vfr: bool = False, rotation: int = 0, codec: str = "libx264", pix_fmt: str = "yuv420p",
               options: dict[str, str] | None = None, times_ms: list[int] | None = None,
-              time_base: Fraction = Fraction(1, 1000), audio_s: float | None = None) -> None:
-    """Write a small test clip with PyAV: random frames at ``times_ms`` (default: every 1/rate s; VFR:
+              time_base: Fraction = Fraction(1, 1000), audio_s: float | None = None,
+              images: np.ndarray | None = None) -> None:
+    """Write a small test clip with PyAV: random frames (or ``images``, (N, H, W, 3) uint8) at ``times_ms`` (default: every 1/rate s; VFR:
     intervals of 1, 2, 3 frames), in ``time_base``, with encoder ``options``; optional AAC tone,
     ``audio_s`` seconds long (default: as long as the frames at ``rate``)."""
     import av
 
     from vdeblur.engine.sample import mux_tone
 
+    if images is not None:
+        frames, height, width = images.shape[:3]
     if times_ms is None:
         steps = [(1000 // rate) * (1 + (i % 3 if vfr else 0)) for i in range(frames)]
         times_ms = [sum(steps[:i]) for i in range(frames)]
@@ -68,8 +71,8 @@ def make_clip(path, *, width: int = 96, height: int = 64, frames: int = 12, audi
         if rotation:
             v.set_display_rotation(rotation)
         a = c.add_stream("aac", rate=48000, layout="mono") if audio else None
-        for ms in times_ms:
-            img = (rng.random((height, width, 3)) * 255).astype(np.uint8)
+        for i, ms in enumerate(times_ms):
+            img = images[i] if images is not None else (rng.random((height, width, 3)) * 255).astype(np.uint8)
             f = av.VideoFrame.from_ndarray(img, format="rgb24")
             f.pts, f.time_base = round(Fraction(ms, 1000) / time_base), time_base
             c.mux(v.encode(f))

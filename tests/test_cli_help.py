@@ -27,7 +27,7 @@ def test_every_tool_takes_dash_h(prog: str) -> None:
     assert f"Usage: {prog}" in help_of(TOOLS[prog], "-h", prog=prog)
 
 
-@pytest.mark.parametrize("command", ["onnx", "tensorrt", "torch-trt", "trtexec-cmd", "check-trt", "parity"])
+@pytest.mark.parametrize("command", ["onnx", "tensorrt", "torch-trt", "trtexec-cmd", "check-trt", "parity", "safetensors"])
 def test_export_subcommands_take_dash_h(command: str) -> None:
     assert f"Usage: vdeblur-export {command}" in help_of(vdeblur_export, command, "-h", prog="vdeblur-export")
 

@@ -35,7 +35,16 @@ _SMALL: dict[str, dict] = {
     "pix2pix_sa_sn": {"base_channels": 8}, "pix2pix_sa_ca_gr_sn": {"base_channels": 8},
     "deblurgan": {"ngf": 8}, "deblurgan_edge": {"ngf": 8}, "deblurgan_feedback": {"ngf": 8},
     "rir": {"channels": 16}, "rir_large": {"channels": 16},
+    # A 16 px training crop gives attention windows of 24 px at full resolution: local on the 32x48 test frames.
+    "nafnet": {"width": 8, "enc_blocks": (1, 1, 1, 2)}, "nafnet_local": {"width": 8, "enc_blocks": (1, 1, 1, 2), "train_size": 16},
+    "deblurgan_v2_mobilenet": {"num_filters": 16, "num_filters_fpn": 32},
+    "deblurgan_v2_inception": {"num_filters": 16, "num_filters_fpn": 32, "repeats": (1, 1, 1)},
 }
+
+
+# DeblurGAN-v2 normalises with each frame's own statistics down to stride 32, where a test frame has
+# a few pixels: the runtimes' float32 rounding differences grow ~100x there (still < 1/10 of an 8-bit level).
+_TOLERANCE = {"deblurgan_v2_mobilenet": 4e-4, "deblurgan_v2_inception": 4e-4}
 
 
 def small_model(name: str) -> DeblurModel:
@@ -82,7 +91,8 @@ def assert_ort_parity(model: DeblurModel, path, photo: np.ndarray, label: str) -
         expected = torch_sequence(model, frames)
         got = run_onnx_sequence(str(path), [f.numpy() for f in frames])
         errors = [float(np.abs(e - g).max()) for e, g in zip(expected, got)]
-        assert max(errors) < 1e-4, f"{label} at {height}x{width}: per-frame max abs error {errors}"
+        tolerance = _TOLERANCE.get(model.model_name, 1e-4)
+        assert max(errors) < tolerance, f"{label} at {height}x{width}: per-frame max abs error {errors}"
         assert all(g.shape == (1, 3, height, width) for g in got)
 
 
@@ -136,7 +146,8 @@ def test_bad_arguments_are_refused(tmp_path) -> None:
         read_graph_info(tmp_path / "junk.onnx")
 
 
-@pytest.mark.parametrize("name", ["vdeblur_fast", "vdeblur_deep", "deblurgan", "pix2pix_sa_ca_gr_sn"])
+@pytest.mark.parametrize("name", ["vdeblur_fast", "vdeblur_deep", "deblurgan", "pix2pix_sa_ca_gr_sn", "nafnet_local",
+                                  "deblurgan_v2_mobilenet", "deblurgan_v2_inception"])
 def test_fp16_graph(name: str, photo: np.ndarray, tmp_path) -> None:
     """FP16 graph: checker-clean, FP32 I/O, cell state and normalisation in FP32, and on a real photo
     finite and close to FP32. ORT CPU has FP16 kernels for few of these ops: it computes the others in

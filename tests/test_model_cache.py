@@ -160,9 +160,9 @@ def test_read_only_cache_falls_back(tmp_path, monkeypatch) -> None:
 def test_full_cache_falls_back_and_leaves_no_partial_file(tmp_path, monkeypatch) -> None:
     export = model_cache._export
 
-    def full_disk(checkpoint, out, precision, opset):  # what a full disk does to the export in the cache
+    def full_disk(checkpoint, out, precision, opset, arch=None):  # what a full disk does to the export in the cache
         if str(out).startswith(str(tmp_path)):
-            export(checkpoint, out, precision, opset)
+            export(checkpoint, out, precision, opset, arch)
             raise OSError(errno.ENOSPC, "No space left on device")
         export(checkpoint, out, precision, opset)
 

@@ -61,8 +61,14 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, step: int = 0, metric
     return path
 
 
-def read_info(path: str | Path) -> CheckpointInfo:
-    """The metadata of a checkpoint, validated, without building the model."""
+def read_info(path: str | Path, arch: str | None = None) -> CheckpointInfo:
+    """The metadata of a checkpoint, validated, without building the model. A foreign checkpoint
+    (another project's ``.pth``/``.h5``, ``vdeblur.train.foreign``) is described by its detected
+    layout; ``arch`` picks the variant for those."""
+    if _foreign(path, arch):
+        from .foreign import read_foreign_info
+
+        return read_foreign_info(path, arch)
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -82,8 +88,14 @@ def read_info(path: str | Path) -> CheckpointInfo:
         raise CheckpointError(f"{path} has damaged metadata ({e})") from None
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, CheckpointInfo]:
-    """Rebuild the model a checkpoint describes and load its weights (eval mode)."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    arch: str | None = None) -> tuple[nn.Module, CheckpointInfo]:
+    """Rebuild the model a checkpoint describes and load its weights (eval mode); ``arch`` as in ``read_info``."""
+    if _foreign(path, arch):
+        from .foreign import load_foreign
+
+        model, info = load_foreign(path, arch)
+        return model.to(map_location), info
     info = read_info(path)
     try:
         get_spec(info.model)
@@ -119,6 +131,17 @@ def load_weights(model: nn.Module, path: str | Path, map_location: str | torch.d
         raise CheckpointError(f"{path} does not fit {info.model!r}: missing {missing[:5]}, unexpected {unexpected[:5]}, "
                               f"wrong shape {bad_shape[:5]}")
     model.load_state_dict(tensors)
+
+
+def _foreign(path: str | Path, arch: str | None) -> bool:
+    from .foreign import is_foreign
+
+    if is_foreign(path):
+        return True
+    if arch is not None:
+        raise CheckpointError(f"--arch {arch} applies to other projects' checkpoints (.pth, .pt, .h5, .ckpt); "
+                              f"{Path(path).name} names its own architecture")
+    return False
 
 
 def jsonable(v: Any) -> Any:

@@ -16,6 +16,7 @@ import torch
 
 from vdeblur import DEFAULT_MODEL, bundled_model_path
 from vdeblur.train.checkpoint import load_checkpoint
+from vdeblur.train.foreign import FOREIGN_SUFFIXES
 
 from .base import Backend
 
@@ -50,22 +51,27 @@ def pick_device(device: str) -> str:
 
 
 def load_backend(model: str | None = None, backend: str = "auto", device: str = "auto", fp16: bool = False,
-                 compile: str = "off", log: Callable[[str], None] | None = None) -> Backend:
+                 compile: str = "off", log: Callable[[str], None] | None = None, arch: str | None = None) -> Backend:
     """Build the backend for ``model``; ``auto`` follows the file type (engine -> TensorRT, .onnx ->
     ONNX Runtime, checkpoint -> PyTorch on the GPU when there is one). A checkpoint with
     ``onnxruntime`` or ``tensorrt`` runs its cached export (FP16 graph with ``fp16``), built first if
     needed; ``log`` (default stderr) gets the line saying which. ``compile`` is the torch backend's
-    mode (off, inductor, cuda-graphs)."""
+    mode (off, inductor, cuda-graphs). Another project's checkpoint (``.pth``, ``.h5``: NAFNet,
+    DeblurGAN-v2) runs like one of ours; ``arch`` overrides the architecture read from its layout."""
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r} is not supported; allowed: {', '.join(BACKENDS)}")
     path = resolve_model(model)
     suffix = path.suffix.lower()
-    kind = {".onnx": "onnxruntime", ".safetensors": "torch"}.get(suffix, "tensorrt" if suffix in _ENGINE_SUFFIXES else "")
+    checkpoints = {s: "torch" for s in (".safetensors", *FOREIGN_SUFFIXES)}
+    kind = {".onnx": "onnxruntime", **checkpoints}.get(suffix, "tensorrt" if suffix in _ENGINE_SUFFIXES else "")
     if not kind:
-        raise ValueError(f"model file {path} has an unknown type {suffix!r}; allowed: .safetensors, .onnx, "
-                         f"{', '.join(_ENGINE_SUFFIXES)}")
+        raise ValueError(f"model file {path} has an unknown type {suffix!r}; allowed: {', '.join(checkpoints)}, "
+                         f".onnx, {', '.join(_ENGINE_SUFFIXES)}")
+    if arch is not None and suffix not in FOREIGN_SUFFIXES:
+        raise ValueError(f"--arch applies to other projects' checkpoints ({', '.join(FOREIGN_SUFFIXES)}); "
+                         f"{path.name} names its own architecture")
     if kind == "torch" and backend in ("onnxruntime", "tensorrt"):
-        return _cached_backend(path, backend, device, fp16, compile, log)
+        return _cached_backend(path, backend, device, fp16, compile, log, arch)
     if backend not in ("auto", kind):
         raise ValueError(f"backend {backend!r} cannot run {path.name} (a {kind} model file); "
                          f"export it first with vdeblur-export or use --backend {kind}")
@@ -82,12 +88,12 @@ def load_backend(model: str | None = None, backend: str = "auto", device: str = 
         return OrtBackend(path, device=dev, threads=torch.get_num_threads())  # what --threads set for torch
     from .torch_backend import TorchBackend
 
-    net, _ = load_checkpoint(path)
+    net, _ = load_checkpoint(path, arch=arch)
     return TorchBackend(net, dev, fp16=fp16, compile=compile)
 
 
 def _cached_backend(checkpoint: Path, backend: str, device: str, fp16: bool, compile: str,
-                    log: Callable[[str], None] | None) -> Backend:
+                    log: Callable[[str], None] | None, arch: str | None = None) -> Backend:
     from vdeblur.export.artifact_cache import to_stderr
     from vdeblur.export.model_cache import cached_engine, cached_onnx
 
@@ -98,12 +104,12 @@ def _cached_backend(checkpoint: Path, backend: str, device: str, fp16: bool, com
     if backend == "tensorrt":
         from .trt_backend import TensorRTBackend
 
-        engine, onnx_path = cached_engine(checkpoint, precision, log=to_stderr if log is None else log)
+        engine, onnx_path = cached_engine(checkpoint, precision, log=to_stderr if log is None else log, arch=arch)
         return TensorRTBackend(engine, onnx_path)
     from vdeblur.export.dependencies import import_onnxruntime
 
     from .ort_backend import OrtBackend
 
     import_onnxruntime()  # a missing runtime is one line before the export work, not after it
-    return OrtBackend(cached_onnx(checkpoint, precision, log=to_stderr if log is None else log), device=dev,
+    return OrtBackend(cached_onnx(checkpoint, precision, log=to_stderr if log is None else log, arch=arch), device=dev,
                       threads=torch.get_num_threads())  # what --threads set for torch
