@@ -11,23 +11,23 @@ import dataclasses
 import datetime as dt
 import os
 import re
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import torch
 
-from vdeblur.train.archs.base import DeblurModel
+from vdeblur.console import run_console
 
-from .baselines import baseline_filters
-from .latency import BACKENDS, LatencyConfig, measure_latency
-from .quality import Clip, QualityConfig, baseline_method, evaluate, load_clips, model_method
-from .report import BenchReport, new_report, write_plots, write_report
-from .stages import StagesConfig, measure_stages
+from .settings import BACKENDS, LatencyConfig, QualityConfig, StagesConfig
+
+if TYPE_CHECKING:  # the measuring code (torch, the models) loads when a benchmark runs, not for --help
+    from vdeblur.train.archs.base import DeblurModel
+
+    from .quality import Clip
+    from .report import BenchReport
 
 PARTS = ("latency", "quality", "stages")
 RESOLUTIONS = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
@@ -182,6 +182,8 @@ def bench(quick: bool, models: str | None, backends: str | None, resolutions: st
         with tempfile.TemporaryDirectory(prefix="vdeblur-bench-") as workdir:
             run_benchmarks(settings, parse_checkpoints(checkpoints), out, Path(workdir), echo=click.echo)
         if streams:
+            import torch
+
             from .multistream import main as multistream
 
             multistream(["--streams", streams, "--json", str(out / "multistream.json"),
@@ -213,6 +215,12 @@ def results_folder(out: Path | None, overwrite: bool) -> Path:
 def run_benchmarks(settings: BenchSettings, checkpoints: dict[str, Path], out: Path, workdir: Path,
                    echo: Callable[[str], None] = print, argv: list[str] | None = None) -> BenchReport:
     """Every part in ``settings``, one model at a time (so only one model's weights are in memory)."""
+    import torch
+
+    from .baselines import baseline_filters
+    from .quality import baseline_method, evaluate, load_clips
+    from .report import new_report, write_plots, write_report
+
     unknown = sorted(set(checkpoints) - set(settings.models))
     if unknown:
         raise ValueError(f"--checkpoint for {unknown}, which are not among --models {list(settings.models)}")
@@ -252,6 +260,10 @@ def run_benchmarks(settings: BenchSettings, checkpoints: dict[str, Path], out: P
 
 def _bench_model(model: DeblurModel, weights: str, settings: BenchSettings, clips: list[Clip], data: str,
                  report: BenchReport, workdir: Path, echo: Callable[[str], None]) -> None:
+    from .latency import measure_latency
+    from .quality import evaluate, model_method
+    from .stages import measure_stages
+
     name = model.model_name
     if "latency" in settings.parts:
         for width, height in settings.resolutions:
@@ -281,8 +293,7 @@ def _settings_dict(settings: BenchSettings) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    bench.main(args=argv if argv is not None else sys.argv[1:], prog_name="vdeblur-bench")
-
+    run_console(bench, "vdeblur-bench", "no results were written", argv)
 
 if __name__ == "__main__":
     main()

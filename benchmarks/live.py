@@ -28,9 +28,10 @@ import torch
 
 from vdeblur import DEFAULT_MODEL
 from vdeblur.engine.backends import load_backend
-from vdeblur.engine.live import DEFAULT_LATENCY_MS, LiveOptions, LiveStats, run_live
+from vdeblur.engine.endpoints import DEFAULT_LATENCY_MS
+from vdeblur.engine.live import LiveOptions, LiveStats, run_live
 from vdeblur.engine.live_buffer import percentile_ms
-from vdeblur.engine.pipeline import EncodeOptions
+from vdeblur.engine.options import EncodeOptions
 from vdeblur.engine.stream import DeblurStream
 
 from .stages import make_test_video

@@ -15,13 +15,22 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from vdeblur.console import reach, run_console
+
+# Only what parsing and the checks need is imported here: torch, the model code and the pipeline load
+# after the arguments, the input and the output have been checked (help and refusals come in well
+# under a second).
+from .checks import check_checkpoint_output, check_distinct_outputs, check_paths
 from .live_cli import is_stream_job, live_options, refuse_live_options, run_stream_job
-from .pipeline import EncodeOptions, check_distinct_outputs, deblur_video, inference_threads
-from .tiling import TileSpec
+from .options import EncodeOptions, inference_threads
+from .tile_spec import TileSpec
+from .pix_fmts import check_encoding
+from .video_io import open_input
 
 if TYPE_CHECKING:
     from .adapt import AdaptConfig
@@ -164,18 +173,24 @@ def run_cmd(paths: tuple[str, ...], model: str | None, backend: str, device: str
             return
         refuse_live_options(ctx)
         several = len(paths) > 2 or Path(paths[0]).is_dir()
-        adapting = adapt_config(adapt, save_adapted, several, streams)  # before plan_jobs makes the output folder
-        jobs = plan_jobs(tuple(map(Path, paths)))
+        check_adapt_options(adapt, save_adapted, several, streams)  # before plan_jobs makes the output folder
         tiles = TileSpec(tile, tile_overlap) if tile else None
+        encoding = EncodeOptions(codec, crf, preset, pix_fmt)
+        jobs = plan_jobs(tuple(map(Path, paths)))
+        if streams == 1 or len(jobs) == 1:  # --streams reports a bad file among several and goes on
+            probe_jobs(jobs, encoding, overwrite, save_adapted, lambda line: say(quiet, f"vdeblur: {line}"))
+        reach("imports")
         import torch
 
-        torch.set_num_threads(threads or inference_threads())
         from .backends import load_backend
+        from .pipeline import deblur_video
 
+        adapting = adapt_config(adapt)
+        torch.set_num_threads(threads or inference_threads())
+        reach("model-load")
         engine = load_backend(model, backend, device, fp16, compile_mode,
                               log=lambda line: say(quiet, f"vdeblur: {line}"))  # the export cache's line
         say(quiet, f"vdeblur: {getattr(engine, 'label', engine.name)} backend")
-        encoding = EncodeOptions(codec, crf, preset, pix_fmt)
         if streams > 1 and len(jobs) > 1:
             run_streams(jobs, engine, streams, encoding, overwrite, reset_on_cut, state_reset_every, tiles, video_io,
                         quiet)
@@ -246,11 +261,12 @@ def batch_cmd(paths: tuple[Path, ...], model: str | None, backend: str, device: 
             outcome = f"{r.frames} frames in {r.wall_s:.1f} s" if r.ok else f"failed ({r.error_kind}): {r.error}"
             say(quiet, f"{r.input} -> {r.output}: {outcome}" + (f"; {r.adapt}" if r.adapt else ""))
 
+        check_adapt_options(adapt, None, True, 1)
         jobs = plan_jobs(paths)
         result = run_batch(jobs, model, address=ray_address, num_gpus=gpus_per_task, num_cpus=cpus_per_task,
                            backend=backend, device=device, fp16=fp16, encode=EncodeOptions(codec, crf, preset, pix_fmt),
                            overwrite=overwrite, reset_on_cut=reset_on_cut, reset_every=state_reset_every,
-                           adapt=adapt_config(adapt, None, True, 1), max_retries=max_retries, report=report or jobs[0][1].parent / "vdeblur-batch.json",
+                           adapt=adapt_config(adapt), max_retries=max_retries, report=report or jobs[0][1].parent / "vdeblur-batch.json",
                            on_result=line)
         click.echo(result.summary(), err=True)
         if result.failed:
@@ -293,20 +309,43 @@ def plan_jobs(paths: tuple[Path, ...]) -> list[tuple[Path, Path]]:
     return jobs
 
 
-def adapt_config(budget: float | None, save_adapted: Path | None, several: bool, streams: int) -> AdaptConfig | None:
-    """What --adapt and --save-adapted ask for, refused where it cannot be done, before any work."""
+def check_adapt_options(budget: float | None, save_adapted: Path | None, several: bool, streams: int) -> None:
+    """Refuse what --adapt and --save-adapted cannot do together with the rest, before any work."""
     if budget is None:
         if save_adapted is not None:
             raise ValueError("--save-adapted writes the weights --adapt made; add --adapt")
-        return None
+        return
     if save_adapted is not None and several:
         raise ValueError("--save-adapted writes the weights adapted to one input; several were given")
     if streams > 1 and several:
         raise ValueError("--adapt trains one model per file, and --streams batches several files through one "
                          "model; use one of them")
+
+
+def adapt_config(budget: float | None) -> AdaptConfig | None:
+    """What --adapt asks for (its options already checked); imports the training code, so call it
+    only once the run is going ahead."""
+    if budget is None:
+        return None
     from .adapt import AdaptConfig
 
     return AdaptConfig(budget_s=None if budget == AUTO_BUDGET else budget)
+
+
+def probe_jobs(jobs: list[tuple[Path, Path]], encoding: EncodeOptions, overwrite: bool,
+               save_adapted: Path | None, log: Callable[[str], None]) -> None:
+    """Every refusal that needs neither the model nor a decoded frame, before either loads: the
+    outputs (existing, missing folder, the input itself), the encoder, container and pixel format,
+    and each input opened with PyAV (missing, empty, not a video, no video stream)."""
+    note = check_encoding(encoding.codec, encoding.pix_fmt, jobs[0][1])
+    if note:
+        log(note)
+    for src, dst in jobs:
+        check_paths(src, dst, overwrite)
+        check_encoding(encoding.codec, None, dst)
+        open_input(src).close()
+    if save_adapted is not None:
+        check_checkpoint_output(save_adapted, overwrite)
 
 
 class AdaptProgress:
@@ -342,14 +381,12 @@ def say(quiet: bool, text: str) -> None:
 
 
 def guarded(work: object, debug: bool) -> None:
-    """Run ``work``; turn any error into one line and exit status 1 (tracebacks only with --debug)."""
+    """Run ``work``; turn any error into one line and exit status 1 (tracebacks only with --debug).
+    Ctrl-C is left to ``main``, which answers it the same way wherever it lands."""
     try:
         work()  # type: ignore[operator]
-    except click.ClickException:
+    except (click.ClickException, KeyboardInterrupt):
         raise
-    except KeyboardInterrupt:
-        click.echo("\nvdeblur: interrupted; no output was written", err=True)
-        sys.exit(130)
     except Exception as e:  # the one place where every failure becomes a user-facing line
         if debug:
             raise
@@ -358,7 +395,7 @@ def guarded(work: object, debug: bool) -> None:
 
 
 def main() -> None:
-    cli()
+    run_console(cli, "vdeblur", "no output was written")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import av
 
+from .checks import check_paths
 from .video_io import VideoError, open_input
 
 SOURCE_SCHEMES = ("http", "https", "rtmp", "rtsp", "srt", "tcp", "udp")
@@ -33,6 +34,7 @@ _ALLOWED_SOURCES = f"a video file, a capture device (/dev/videoN), {', '.join(s 
 _ALLOWED_SINKS = f"a video file, {', '.join(s + '://' for s in SINK_FORMATS)} or - (stdout)"
 # Live probing: FFmpeg's defaults read up to 5 s of a stream before the first frame comes out.
 # 0.2 s and 1 MB find an H.264/HEVC stream's size and rate while keeping start-up latency short.
+DEFAULT_LATENCY_MS = 300.0  # a live frame older than this when it could be encoded is dropped
 _LIVE_PROBE = {"analyzeduration": "200000", "probesize": "1000000"}
 
 
@@ -105,6 +107,32 @@ def check_source(source: Endpoint) -> None:
     if source.kind == "pipe" and sys.stdin is not None and sys.stdin.isatty():
         raise VideoError("source - reads a video container from stdin, but stdin is a terminal; pipe one in "
                          "(e.g. ... -f mpegts - | vdeblur - out.mp4)")
+
+
+def latency_bound_s(source: Endpoint, max_latency_ms: float | None) -> float | None:
+    """The drop rule's bound, or None where every frame is kept."""
+    if source.is_file:
+        if max_latency_ms is not None:
+            raise VideoError(f"--max-latency-ms applies to live sources; {source.spec} is a file, whose "
+                             f"frames are all kept")
+        return None
+    if max_latency_ms is not None and max_latency_ms <= 0:
+        raise VideoError(f"--max-latency-ms must be > 0; got {max_latency_ms:g}")
+    if max_latency_ms is None:
+        return DEFAULT_LATENCY_MS / 1000 if source.is_live else None
+    return max_latency_ms / 1000
+
+
+def check_endpoints(source: str, sink: str, overwrite: bool,
+                    max_latency_ms: float | None) -> tuple[Endpoint, Endpoint, float | None]:
+    """Every refusal that needs no connection (so the CLI can give it before loading the model):
+    (source, sink, latency bound or None)."""
+    src, dst = parse_source(source), parse_sink(sink)
+    check_source(src)
+    bound = latency_bound_s(src, max_latency_ms)
+    if dst.is_file:
+        check_paths(Path(source), Path(sink), overwrite)
+    return src, dst, bound
 
 
 def open_source(source: Endpoint, timeout_s: float, options: dict[str, str] | None = None) -> av.container.InputContainer:

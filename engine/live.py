@@ -38,10 +38,11 @@ from av.video.reformatter import VideoReformatter
 from vdeblur.export.artifact_cache import to_stderr
 
 from .backends.base import Backend
-from .endpoints import Endpoint, check_source, open_source, parse_sink, parse_source, sink_target
+from .endpoints import Endpoint, check_endpoints, open_source, sink_target
 from .live_buffer import Captured, Ema, FrameBuffer, Retimer, percentile_ms
 from .part_files import PartFile, remove_stale_part_files
-from .pipeline import _END, EncodeOptions, _Channel, _Stop, check_paths, stage
+from .options import EncodeOptions
+from .pipeline import _END, _Channel, _Stop, stage
 from .stream import DeblurStream
 from .tiling import TileSpec
 from .video_io import VideoError, VideoWriter, to_rgb
@@ -50,7 +51,6 @@ _BUFFER_FRAMES = 16  # capture -> inference: rides out a stall (a first-frame co
 _ENCODE_FRAMES = 2  # inference -> encode: short, so a slow sink shows as counted drops, not hidden latency
 _GAP_FRAMES = 3  # a source timestamp jump of more than this many frames means frames were lost there
 _PAUSE_S = 0.5  # a read that waited longer is a pause of the source, left out of the fps span
-DEFAULT_LATENCY_MS = 300.0
 
 
 @dataclass(frozen=True)
@@ -80,32 +80,6 @@ class LiveStats:
         return (f"{self.encoded} frames in {self.active_s:.1f} s ({self.encoded / span:.1f} fps out, "
                 f"{self.captured / span:.1f} fps in), {self.dropped} dropped, latency p50 {p50:.0f} ms / "
                 f"p95 {p95:.0f} ms (capture to encoded), {self.gaps} state resets after gaps; {self.ended}")
-
-
-def latency_bound_s(source: Endpoint, max_latency_ms: float | None) -> float | None:
-    """The drop rule's bound, or None where every frame is kept."""
-    if source.is_file:
-        if max_latency_ms is not None:
-            raise VideoError(f"--max-latency-ms applies to live sources; {source.spec} is a file, whose "
-                             f"frames are all kept")
-        return None
-    if max_latency_ms is not None and max_latency_ms <= 0:
-        raise VideoError(f"--max-latency-ms must be > 0; got {max_latency_ms:g}")
-    if max_latency_ms is None:
-        return DEFAULT_LATENCY_MS / 1000 if source.is_live else None
-    return max_latency_ms / 1000
-
-
-def check_endpoints(source: str, sink: str, overwrite: bool,
-                    max_latency_ms: float | None) -> tuple[Endpoint, Endpoint, float | None]:
-    """Every refusal that needs no connection (so the CLI can give it before loading the model):
-    (source, sink, latency bound or None)."""
-    src, dst = parse_source(source), parse_sink(sink)
-    check_source(src)
-    bound = latency_bound_s(src, max_latency_ms)
-    if dst.is_file:
-        check_paths(Path(source), Path(sink), overwrite)
-    return src, dst, bound
 
 
 def live_codec_options(codec: str, rate: Any) -> dict[str, str]:

@@ -18,7 +18,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,9 @@ from .adapt import AdaptConfig, AdaptResult
 from .adapt.adapter import adapt_backend, check_adaptable
 from .adapt.adapter import save_adapted as save_adapted_weights
 from .backends.base import Backend
+from .checks import check_checkpoint_output, check_paths
 from .nvcodec import CudaFrame, NvencWriter, VideoIOChoice, nvdec_demux, pick_video_io
+from .options import EncodeOptions
 from .part_files import PartFile, remove_stale_part_files
 from .stream import DeblurStream
 from .tiling import TileSpec
@@ -44,28 +46,6 @@ from .video_io import DecodedFrame, VideoError, VideoWriter, demux, open_input, 
 
 _QUEUE_FRAMES = 8  # enough to ride out a slow I-frame decode or encoder lookahead burst; ~25 MB at 1080p
 _END = object()
-
-
-def inference_threads(load: float | None = None) -> int:
-    """torch's intra-op threads when none are asked for: the usable cores that other processes do not
-    keep busy (the 1-minute load average, ``load`` if given), at least one.
-
-    torch's OpenMP threads wait at each barrier for the slowest of them; a thread that shares its
-    core with another CPU-heavy process loses time slices, and the whole team waits for it. With a
-    training on one of 2 cores that made two threads 7x slower than one (docs/benchmarks.md). On an
-    idle machine every core goes to the model, as before: decoding and encoding take little there.
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    busy = os.getloadavg()[0] if load is None else load
-    return max(1, min(cores, cores - round(busy)))
-
-
-@dataclass(frozen=True)
-class EncodeOptions:
-    codec: str = "libx264"
-    crf: int | None = 18
-    preset: str | None = "medium"
-    pix_fmt: str | None = None
 
 
 @dataclass
@@ -122,45 +102,6 @@ def stage(body: Callable[[], None], errors: list[BaseException], failed: threadi
             errors.append(e)
             failed.set()
     return run
-
-
-def check_paths(src: Path, dst: Path, overwrite: bool) -> None:
-    """Refuse what would lose user data, before any work is done."""
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-        raise VideoError(f"output {dst} is the input file; choose another output name")
-    check_output(dst, overwrite)
-
-
-def check_output(dst: Path, overwrite: bool) -> None:
-    if dst.is_dir():
-        raise VideoError(f"output {dst} is a directory; give a file name inside it")
-    if dst.exists() and not overwrite:
-        raise VideoError(f"output {dst} already exists; pass --overwrite to replace it")
-    if not dst.parent.is_dir():
-        raise VideoError(f"output folder {dst.parent} does not exist")
-    if not os.access(dst.parent, os.W_OK):
-        raise VideoError(f"output folder {dst.parent} is not writable")
-
-
-def check_checkpoint_output(path: Path, overwrite: bool) -> None:
-    if path.suffix != ".safetensors":
-        raise VideoError(f"checkpoint {path} must end in .safetensors (the format --model loads)")
-    check_output(path, overwrite)
-
-
-def check_distinct_outputs(jobs: Sequence[tuple[str | Path, str | Path]]) -> None:
-    """Refuse jobs that would write one output twice or write over another job's input, before any
-    work starts (e.g. two folders holding files of the same name, deblurred into one folder)."""
-    inputs = {os.path.realpath(src) for src, _ in jobs}
-    seen: dict[str, str | Path] = {}
-    for src, dst in jobs:
-        key = os.path.realpath(dst)
-        if key in seen:
-            raise ValueError(f"output {dst} is the target of both {seen[key]} and {src}; "
-                             f"give each input its own output")
-        if key in inputs:
-            raise ValueError(f"output {dst} is also an input of this run; choose another output name")
-        seen[key] = src
 
 
 def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrite: bool = False,

@@ -130,13 +130,12 @@ class VideoWriter:
                  crf: int | None = 18, preset: str | None = "medium", pix_fmt: str | None = None,
                  format_from: str | Path | None = None, rotation: int = 0, format: str | None = None,
                  codec_options: Mapping[str, str] | None = None, copy_streams: bool = True) -> None:
+        from .pix_fmts import output_pix_fmt  # here: pix_fmts builds on this module
+
         self.path = Path(path)
         self.name = Path(format_from or path)  # what errors call the output: the user's name, not a part file's
         src = source.streams.video[0]
-        try:
-            av.codec.Codec(codec, "w")
-        except (av.error.FFmpegError, ValueError):
-            raise VideoError(f"video codec {codec!r} is not available for encoding; try libx264, libx265, mpeg4 or ffv1") from None
+        check_encoder(codec)
         # The container format comes from the final name's extension (``format_from``) when ``path``
         # is a temporary name.
         fmt = format or _format_for(Path(format_from or self.path))
@@ -154,7 +153,7 @@ class VideoWriter:
         self.video = self.container.add_stream(codec, rate=rate, options=options)
         cc = src.codec_context
         self.video.width, self.video.height = cc.width, cc.height
-        self.video.pix_fmt = pix_fmt or _output_pix_fmt(cc.pix_fmt or "yuv420p", self.video.codec_context.codec,
+        self.video.pix_fmt = output_pix_fmt(codec, pix_fmt)[0] if pix_fmt else _output_pix_fmt(cc.pix_fmt or "yuv420p", self.video.codec_context.codec,
                                                          odd=bool(cc.width % 2 or cc.height % 2))
         # Both time bases: with only the stream's set, libx264 encodes in 1/rate and regenerates
         # evenly spaced timestamps, losing variable frame rate.
@@ -229,6 +228,13 @@ class VideoWriter:
             self.close()
         else:
             self.container.close()
+
+
+def check_encoder(codec: str) -> None:
+    try:
+        av.codec.Codec(codec, "w")
+    except (av.error.FFmpegError, ValueError):
+        raise VideoError(f"video codec {codec!r} is not available for encoding; try libx264, libx265, mpeg4 or ffv1") from None
 
 
 _FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
