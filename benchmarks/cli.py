@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from vdeblur.console import run_console
+from vdeblur.console import ConsoleCommand, run_console
 
 from .settings import BACKENDS, LatencyConfig, QualityConfig, StagesConfig
 
@@ -145,7 +145,7 @@ def settings_from_options(quick: bool, models: str | None, backends: str | None,
     return dataclasses.replace(s, quality=quality, baselines=baselines, threads=threads)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=ConsoleCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--quick", is_flag=True, help="Small preset for a CPU check (vdeblur_fast, torch + ONNX Runtime, 360p/720p).")
 @click.option("--models", help="Comma-separated registered models, or 'all' (default: vdeblur_fast, the real-time "
               "model; vdeblur's own default, vdeblur_deep, runs with --models vdeblur_deep).")

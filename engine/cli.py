@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from vdeblur.console import reach, run_console
+from vdeblur.console import PassInterrupts, reach, run_console
 
 # Only what parsing and the checks need is imported here: torch, the model code and the pipeline load
 # after the arguments, the input and the output have been checked (help and refusals come in well
@@ -68,7 +68,7 @@ _USAGES = [  # (arguments, what they do); `run` is implied, so its forms lead
 ]
 
 
-class _DefaultToRun(click.Group):
+class _DefaultToRun(PassInterrupts, click.Group):
     """``vdeblur IN OUT`` means ``vdeblur run IN OUT``; ``batch`` and ``sample`` stay subcommands.
 
     Its help leads with that main use and lists the run options, since most users never type ``run``.

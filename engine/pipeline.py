@@ -27,6 +27,7 @@ import av
 import numpy as np
 import torch
 
+from vdeblur.console import reach
 from vdeblur.export.artifact_cache import to_stderr
 from vdeblur.train.frames import to_uint8
 
@@ -231,6 +232,8 @@ def _infer(inbox: _Channel, outbox: _Channel, stream: DeblurStream, stats: RunSt
         if previous_pts is not None and item.pts is not None and item.pts <= previous_pts:
             stream.reset()  # timestamps went backwards: a splice or broken stream, not continuous motion
         previous_pts = item.pts
+        if stats.frames == 0:
+            reach("first-frame")
         t = time.perf_counter()
         frame = _upload(item.rgb, device) if device.type == "cuda" and isinstance(item.rgb, np.ndarray) else item.rgb
         rgb = stream.push(frame)  # a GPU tensor stays on the GPU: the encode thread brings it back

@@ -19,6 +19,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from vdeblur.console import reach
+
 
 class VideoError(ValueError):
     """An input or output video that cannot be used; the message says why."""
@@ -204,6 +206,7 @@ class VideoWriter:
                 self.container.mux(packet)
 
     def close(self) -> None:
+        reach("flush")
         try:
             with self._errors_named("the encoder's last frames"):
                 self.container.mux(self.video.encode(None))  # flush: the encoder holds delayed frames

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from vdeblur import DEFAULT_MODEL
-from vdeblur.console import run_console
+from vdeblur.console import ConsoleGroup, run_console
 
 from .parity_bar import CANDIDATES, THRESHOLD_DB
 
@@ -54,7 +54,7 @@ def _profile_options(fn: Callable[..., None]) -> Callable[..., None]:
     return click.option("--min", "min_", required=True, help="smallest frame: HxW (360x640) or NxCxHxW")(fn)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ConsoleGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="show tracebacks instead of one-line errors")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:

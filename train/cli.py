@@ -11,13 +11,13 @@ from pathlib import Path
 
 import click
 
-from vdeblur.console import run_console
+from vdeblur.console import ConsoleCommand, reach, run_console
 
 # Errors a user can fix from the command line; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, ImportError, OSError)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=ConsoleCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", metavar="PRESET|FILE.toml", help="a preset name (see --list-presets) or a TOML file")
 @click.option("--steps", type=click.IntRange(min=1), help="total training steps (overrides train.steps)")
 @click.option("--out", type=click.Path(path_type=Path), help="run folder for checkpoints and log.csv [runs/<preset>]")
@@ -48,6 +48,7 @@ def cli(config: str | None, steps: int | None, out: Path | None, resume: bool, d
         raise click.UsageError("--resume continues a run in --out; --init-from starts a new one: give one of them")
     # torch and the training code load only now, after the arguments were checked: help and usage
     # errors come without waiting for them.
+    reach("imports")
     import torch
 
     if threads:

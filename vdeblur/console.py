@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import click
 
@@ -41,6 +42,29 @@ def reach(stage: str) -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
 
+class Interrupted(BaseException):
+    """Ctrl-C on its way past click, which would answer a KeyboardInterrupt with a blank line and
+    "Aborted!" (exit status 1)."""
+
+
+class PassInterrupts:
+    """Mixin for a console script's top command or group: Ctrl-C inside it reaches ``run_console``."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)  # type: ignore[misc]
+        except KeyboardInterrupt:
+            raise Interrupted from None
+
+
+class ConsoleCommand(PassInterrupts, click.Command):
+    pass
+
+
+class ConsoleGroup(PassInterrupts, click.Group):
+    pass
+
+
 def run_console(command: click.Command, prog: str, interrupted: str, args: Sequence[str] | None = None,
                 expected: tuple[type[Exception], ...] = ()) -> None:
     """Run ``command`` as the console script ``prog``; Ctrl-C anywhere prints ``prog: interrupted;
@@ -48,21 +72,15 @@ def run_console(command: click.Command, prog: str, interrupted: str, args: Seque
     ``expected`` errors become ``prog: error: <message>`` and exit status 1 (the traceback with --debug)."""
     argv = list(args) if args is not None else sys.argv[1:]
     try:
-        try:
-            code = command.main(args=argv, prog_name=prog, standalone_mode=False)
-        except click.exceptions.Abort as e:  # click turns Ctrl-C during a command into Abort
-            if isinstance(e.__cause__, KeyboardInterrupt):
-                raise KeyboardInterrupt from None
-            raise
-    except KeyboardInterrupt:
-        # No leading newline: click has already ended a half-written progress line when the interrupt
-        # passed through it.
-        click.echo(f"{prog}: interrupted; {interrupted}", err=True)
-        sys.exit(130)
+        code = command.main(args=argv, prog_name=prog, standalone_mode=False)
+    except (KeyboardInterrupt, Interrupted):
+        _interrupted(prog, interrupted)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as e:
+        if isinstance(e.__cause__, KeyboardInterrupt):  # Ctrl-C while click parsed the arguments
+            _interrupted(prog, interrupted)
         click.echo("Aborted!", err=True)
         sys.exit(1)
     except expected as e:
@@ -71,4 +89,11 @@ def run_console(command: click.Command, prog: str, interrupted: str, args: Seque
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)  # KeyError's str() adds quotes
         click.echo(f"{prog}: error: {message}", err=True)
         sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
+    if isinstance(code, int) and code:  # click's ctx.exit(N); a plain return is success
+        sys.exit(code)
+
+
+def _interrupted(prog: str, what: str) -> NoReturn:
+    end_progress_line = "\n" if sys.stderr.isatty() else ""  # a terminal may show a half-written progress line
+    click.echo(f"{end_progress_line}{prog}: interrupted; {what}", err=True)
+    sys.exit(130)

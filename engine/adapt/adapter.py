@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vdeblur.console import reach
 from vdeblur.train.archs.base import DeblurModel, padded_size
 
 from .finetune import TuneSettings, finetune, pairs_psnr, restore
@@ -125,6 +126,7 @@ def adapt_model(clip: str | Path | Iterable[np.ndarray], base: DeblurModel, conf
     budget_s)`` is called as the budget is spent."""
     started = time.monotonic()
     survey = _survey(clip, total, config.neighbours)
+    reach("adapt")
     budget = config.budget_s or default_budget(survey.frames, survey.height, survey.width,
                                                next(base.parameters()).device)
     picked = survey.candidates[:config.sources]
