@@ -38,6 +38,7 @@ from .backends.base import Backend
 from .checks import check_checkpoint_output, check_paths
 from .nvcodec import CudaFrame, NvencWriter, VideoIOChoice, nvdec_demux, pick_video_io
 from .options import EncodeOptions
+from .packet_timing import PacketTiming
 from .part_files import PartFile, remove_stale_part_files
 from .stream import DeblurStream
 from .tiling import TileSpec
@@ -56,12 +57,14 @@ class RunStats:
     stage_s: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "infer": 0.0, "encode": 0.0})
     state_starts: int = 0
     adapt: AdaptResult | None = None  # what --adapt did, when it ran
+    copy_losses: str = ""  # copied packets (audio, subtitles) the output could not hold, and why
 
     def summary(self) -> str:
         fps = {k: (self.frames / v if v > 0 else float("inf")) for k, v in self.stage_s.items()}
         per_stage = ", ".join(f"{k} {v:.1f}" for k, v in fps.items())
+        losses = f"; {self.copy_losses}" if self.copy_losses else ""
         return (f"{self.frames} frames in {self.wall_s:.1f} s ({self.frames / max(self.wall_s, 1e-9):.1f} fps end to end; "
-                f"per stage fps: {per_stage})")
+                f"per stage fps: {per_stage}){losses}")
 
 
 class _Stop(Exception):
@@ -134,6 +137,9 @@ def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrit
         raise VideoError(f"input {src}: {scan.problem()}")
     if scan.timing.regenerated:
         say(f"vdeblur: {src}: {scan.timing.reason}; all timestamps regenerated from the frame rate")
+    for timing in scan.packet_timing.values():
+        if timing.reason:
+            say(f"vdeblur: {timing.line(str(src))}")
     if adapt is not None:
         backend, stats.adapt = adapt_backend(backend, src, scan.frames, adapt, adapt_progress)
         say(f"vdeblur: {src.name}: {stats.adapt.summary()}")
@@ -143,10 +149,12 @@ def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrit
     try:
         gpu = backend.device.index or 0
         items = nvdec_demux(container, src, gpu) if choice.decode == "nvdec" else demux(container, src)
-        with _open_writer(choice, tmp, src, dst, container, encode, gpu) as writer:
+        with _open_writer(choice, tmp, src, dst, container, encode, gpu, scan.packet_timing) as writer:
             stream = DeblurStream(backend, reset_on_cut=reset_on_cut, reset_every=reset_every, tile=tile)
             _run_stages(_retimed(items, scan.timing), stream, writer, stats, scan.frames, progress)
             stats.state_starts = stream.state_starts
+        if isinstance(writer, VideoWriter):  # NVENC runs mux the other streams in their own pass
+            stats.copy_losses = writer.copy_losses()
         os.replace(tmp, dst)
         if save_adapted is not None and stats.adapt is not None:
             save_adapted_weights(stats.adapt, save_adapted, src)
@@ -171,12 +179,12 @@ def _retimed(items: Iterator[DecodedFrame | CudaFrame | av.Packet],
 
 
 def _open_writer(choice: VideoIOChoice, tmp: Path, src: Path, dst: Path, container: av.container.InputContainer,
-                 encode: EncodeOptions, gpu: int) -> VideoWriter | NvencWriter:
+                 encode: EncodeOptions, gpu: int, packet_timing: dict[int, PacketTiming]) -> VideoWriter | NvencWriter:
     if choice.encode == "nvenc":
         return NvencWriter(tmp, src, codec=encode.codec, crf=encode.crf, preset=encode.preset, format_from=dst,
                            rotation=peek_rotation(src), gpu=gpu)
     return VideoWriter(tmp, container, codec=encode.codec, crf=encode.crf, preset=encode.preset,
-                       pix_fmt=encode.pix_fmt, format_from=dst, rotation=peek_rotation(src))
+                       pix_fmt=encode.pix_fmt, format_from=dst, rotation=peek_rotation(src), packet_timing=packet_timing)
 
 
 def _run_stages(items: Iterator[DecodedFrame | CudaFrame | av.Packet], stream: DeblurStream,

@@ -21,6 +21,9 @@ from av.video.reformatter import VideoReformatter
 
 from vdeblur.console import reach
 
+from .copy_ledger import CopyLedger
+from .packet_timing import PacketClock, PacketTiming
+
 
 class VideoError(ValueError):
     """An input or output video that cannot be used; the message says why."""
@@ -94,7 +97,7 @@ def demux(container: av.container.InputContainer, path: str | Path) -> Iterator[
     try:
         for packet in container.demux():
             if packet.stream.index != video.index:
-                if packet.dts is not None and packet.size:  # flush packets carry nothing to copy
+                if packet.size:  # flush packets carry nothing to copy
                     yield packet
                 continue
             for frame in packet.decode():
@@ -126,12 +129,16 @@ class VideoWriter:
 
     ``path`` may also be an FFmpeg URL (``udp://...``, ``pipe:1``) when ``format`` names the
     container; ``codec_options`` are extra encoder options (e.g. ``tune``, ``g``); ``copy_streams``
-    False writes the video stream alone (live sources, whose other streams are not retimed)."""
+    False writes the video stream alone (live sources, whose other streams are not retimed);
+    ``packet_timing`` (from ``scan.scan_source``) says which copied streams get rebuilt timestamps.
+    A copied packet the muxer refuses is left out and counted, not fatal: ``copy_losses`` says, once
+    the writer is closed, how many each stream lost and why."""
 
     def __init__(self, path: str | Path, source: av.container.InputContainer, *, codec: str = "libx264",
                  crf: int | None = 18, preset: str | None = "medium", pix_fmt: str | None = None,
                  format_from: str | Path | None = None, rotation: int = 0, format: str | None = None,
-                 codec_options: Mapping[str, str] | None = None, copy_streams: bool = True) -> None:
+                 codec_options: Mapping[str, str] | None = None, copy_streams: bool = True,
+                 packet_timing: Mapping[int, PacketTiming] | None = None) -> None:
         from .pix_fmts import output_pix_fmt  # here: pix_fmts builds on this module
 
         self.path = Path(path)
@@ -165,7 +172,8 @@ class VideoWriter:
             setattr(self.video.codec_context, attr, getattr(cc, attr))
         self.full_range = _is_full_range(cc, cc.pix_fmt or "")
         self.copies: dict[int, av.stream.Stream] = {}
-        self._copied_s: dict[int, float] = {}  # last copied packet's time per output stream, for messages
+        self._clock = PacketClock(packet_timing or {})
+        self._ledger = CopyLedger(fmt)
         for stream in source.streams:
             if copy_streams and stream.index != src.index and stream.type in ("audio", "subtitle"):
                 out = self.container.add_stream_from_template(stream)
@@ -194,16 +202,26 @@ class VideoWriter:
 
     def copy_packet(self, packet: av.Packet) -> None:
         out = self.copies.get(packet.stream.index)
-        if out is not None:
-            seconds = float((packet.dts or 0) * (packet.time_base or 0))
-            previous = self._copied_s.get(out.index)
-            self._copied_s[out.index] = seconds
-            at = f"the {out.type} packet at {seconds:.3f} s"
-            if previous is not None and seconds <= previous:  # what MP4 and MPEG-TS refuse; Matroska takes it
-                at += f" (not after the one before it, at {previous:.3f} s)"
-            packet.stream = out
-            with self._errors_named(at):
-                self.container.mux(packet)
+        if out is None:
+            return
+        self._clock.stamp(packet, packet.stream.index)
+        stamp = packet.dts if packet.dts is not None else packet.pts
+        seconds = float((stamp or 0) * (packet.time_base or 0))
+        size = packet.size
+        packet.stream = out
+        try:
+            self.container.mux(packet)
+        except (av.error.ArgumentError, av.error.InvalidDataError) as e:  # this packet, not the output, is the problem
+            self._ledger.refuse(out.index, out.type, seconds, e.strerror or type(e).__name__)
+            return
+        except av.error.FFmpegError as e:
+            raise VideoError(f"output {self.name}: the {out.type} packet at {seconds:.3f} s could not be written "
+                             f"({e.strerror or type(e).__name__})") from None
+        self._ledger.wrote(out.index, out.type, size, seconds)
+
+    def copy_losses(self) -> str:
+        """After ``close``: the copied packets the output lacks, per stream and why ("" when none)."""
+        return self._ledger.losses(self.path) if self.copies else ""
 
     def close(self) -> None:
         reach("flush")
