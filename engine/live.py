@@ -56,7 +56,8 @@ _PAUSE_S = 0.5  # a read that waited longer is a pause of the source, left out o
 @dataclass(frozen=True)
 class LiveOptions:
     max_latency_ms: float | None = None  # None: DEFAULT_LATENCY_MS for live sources, every frame kept otherwise
-    source_timeout_s: float = 5.0  # no data for this long, at open or later, ends the source
+    source_timeout_s: float = 5.0  # no data for this long, once the source has started, ends it
+    wait_s: float | None = None  # how long to wait for the source's first data; None: until Ctrl-C
     report_every_s: float = 0.0  # a throughput/latency line this often (0: the summary only)
     stream_format: str = "mpegts"  # container for "-" and byte-stream network sinks (udp, tcp, srt)
     input_options: tuple[tuple[str, str], ...] = ()  # FFmpeg options for the source (video_size=1280x720, ...)
@@ -99,7 +100,8 @@ def run_live(source: str, sink: str, backend: Backend, *, options: LiveOptions =
     from another thread. Raises ``VideoError`` before any output exists for a source or sink
     that cannot be used."""
     src, dst, bound = check_endpoints(source, sink, overwrite, options.max_latency_ms)
-    container = open_source(src, options.source_timeout_s, dict(options.input_options))
+    container = open_source(src, options.source_timeout_s, dict(options.input_options), wait_s=options.wait_s,
+                            log=log or to_stderr)
     stream = DeblurStream(backend, reset_on_cut=reset_on_cut, reset_every=reset_every, tile=tile)
     run = _LiveRun(container, src, dst, stream, encode, options, bound, stop or threading.Event(), log)
     return run.go()

@@ -21,8 +21,10 @@ _LIVE_OPTIONS = [
     click.option("--max-latency-ms", type=float, default=None,
                  help="Live: frames that cannot be encoded within this long of their capture are dropped "
                       "[default: 300 for devices and network streams; - keeps every frame unless given]."),
+    click.option("--wait", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+                 help="How long to wait for a live source (or -) to start sending [default: until Ctrl-C]."),
     click.option("--source-timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
-                 help="Seconds without data (at open or later) after which a live source counts as ended."),
+                 help="Seconds without data, once a live source has started, after which it counts as ended."),
     click.option("--fps-report", is_flag=True, help="Live: a line every second with fps, drops and latency p50/p95."),
     click.option("--stream-format", type=click.Choice(STREAM_FORMATS), default="mpegts", show_default=True,
                  help="Container written to - and to udp://, tcp://, srt:// sinks."),
@@ -30,7 +32,7 @@ _LIVE_OPTIONS = [
                  help="FFmpeg option for the source, e.g. video_size=1280x720, input_format=mjpeg, "
                       "rtsp_transport=tcp (repeatable)."),
 ]
-_DEFAULTS = {"max_latency_ms": None, "source_timeout": 5.0, "fps_report": False, "stream_format": "mpegts",
+_DEFAULTS = {"max_latency_ms": None, "wait": None, "source_timeout": 5.0, "fps_report": False, "stream_format": "mpegts",
              "input_options": ()}
 
 
@@ -67,7 +69,7 @@ def run_stream_job(ctx: click.Context, say: Any) -> None:
     input_options = tuple(_key_value(o) for o in p["input_options"])
     from .live import LiveOptions, run_live
 
-    options = LiveOptions(max_latency_ms=p["max_latency_ms"], source_timeout_s=p["source_timeout"],
+    options = LiveOptions(max_latency_ms=p["max_latency_ms"], source_timeout_s=p["source_timeout"], wait_s=p["wait"],
                           report_every_s=1.0 if p["fps_report"] else 0.0, stream_format=p["stream_format"],
                           input_options=input_options)
     preset = p["preset"] if ctx.get_parameter_source("preset") != click.core.ParameterSource.DEFAULT else LIVE_PRESET

@@ -6,6 +6,7 @@ The process interrupts itself with SIGINT when it reaches the stage named by VDE
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,10 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run(tmp_path: Path, stage: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, INTERRUPT_AT: stage, "VDEBLUR_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=600)
+    # Ctrl-C's default action, as an interactive shell starts a command (the suite may run with SIGINT
+    # ignored, as a shell's background job, and a child inherits that).
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=600,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def assert_one_line_and_130(done: subprocess.CompletedProcess[str], prog: str) -> None:
