@@ -15,8 +15,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -25,17 +24,10 @@ from vdeblur.console import PassInterrupts, reach, run_console
 # Only what parsing and the checks need is imported here: torch, the model code and the pipeline load
 # after the arguments, the input and the output have been checked (help and refusals come in well
 # under a second).
-from .checks import check_checkpoint_output, check_distinct_outputs, check_paths
+from .jobs import AUTO_BUDGET, adapt_config, check_adapt_options, plan_jobs, probe_jobs
 from .live_cli import is_stream_job, live_options, refuse_live_options, run_stream_job
 from .options import EncodeOptions, inference_threads
 from .tile_spec import TileSpec
-from .pix_fmts import check_encoding
-from .video_io import open_input
-
-if TYPE_CHECKING:
-    from .adapt import AdaptConfig
-
-AUTO_BUDGET = -1.0  # --adapt without a value: the budget default_budget() picks for the clip
 
 
 class AdaptBudget(click.ParamType):
@@ -54,9 +46,6 @@ class AdaptBudget(click.ParamType):
             self.fail(f"{value!r} is not a budget in seconds; give a number > 0 (e.g. --adapt 90), or --adapt "
                       f"alone for the default", param, ctx)
         return seconds
-
-
-_VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".webm", ".avi"}
 
 
 _USAGES = [  # (arguments, what they do); `run` is implied, so its forms lead
@@ -287,65 +276,6 @@ def sample_cmd(output: Path, frames: int, seed: int, overwrite: bool, debug: boo
 
     guarded(lambda: click.echo(f"wrote {write_sample(output, frames_per_shot=frames, seed=seed, overwrite=overwrite)} "
                                f"frames to {output}"), debug)
-
-
-def plan_jobs(paths: tuple[Path, ...]) -> list[tuple[Path, Path]]:
-    """(input, output) pairs: ``IN OUT`` for one file, else every input into the last path, a folder."""
-    if len(paths) < 2:
-        raise click.UsageError("give an INPUT and an OUTPUT (or several inputs and an output folder)")
-    *inputs, out = paths
-    if len(inputs) == 1 and not inputs[0].is_dir() and out.suffix:
-        return [(inputs[0], out)]
-    files: list[Path] = []
-    for p in inputs:
-        files += sorted(f for f in p.iterdir() if f.suffix.lower() in _VIDEO_SUFFIXES) if p.is_dir() else [p]
-    if not files:
-        raise ValueError(f"no video files ({', '.join(sorted(_VIDEO_SUFFIXES))}) in {', '.join(map(str, inputs))}")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output {out} must be a folder when several inputs or a folder are given")
-    jobs = [(f, out / f.name) for f in files]
-    check_distinct_outputs(jobs)  # before the folder is made: a refused run leaves nothing behind
-    out.mkdir(parents=True, exist_ok=True)
-    return jobs
-
-
-def check_adapt_options(budget: float | None, save_adapted: Path | None, several: bool, streams: int) -> None:
-    """Refuse what --adapt and --save-adapted cannot do together with the rest, before any work."""
-    if budget is None:
-        if save_adapted is not None:
-            raise ValueError("--save-adapted writes the weights --adapt made; add --adapt")
-        return
-    if save_adapted is not None and several:
-        raise ValueError("--save-adapted writes the weights adapted to one input; several were given")
-    if streams > 1 and several:
-        raise ValueError("--adapt trains one model per file, and --streams batches several files through one "
-                         "model; use one of them")
-
-
-def adapt_config(budget: float | None) -> AdaptConfig | None:
-    """What --adapt asks for (its options already checked); imports the training code, so call it
-    only once the run is going ahead."""
-    if budget is None:
-        return None
-    from .adapt import AdaptConfig
-
-    return AdaptConfig(budget_s=None if budget == AUTO_BUDGET else budget)
-
-
-def probe_jobs(jobs: list[tuple[Path, Path]], encoding: EncodeOptions, overwrite: bool,
-               save_adapted: Path | None, log: Callable[[str], None]) -> None:
-    """Every refusal that needs neither the model nor a decoded frame, before either loads: the
-    outputs (existing, missing folder, the input itself), the encoder, container and pixel format,
-    and each input opened with PyAV (missing, empty, not a video, no video stream)."""
-    note = check_encoding(encoding.codec, encoding.pix_fmt, jobs[0][1])
-    if note:
-        log(note)
-    for src, dst in jobs:
-        check_paths(src, dst, overwrite)
-        check_encoding(encoding.codec, None, dst)
-        open_input(src).close()
-    if save_adapted is not None:
-        check_checkpoint_output(save_adapted, overwrite)
 
 
 class AdaptProgress:
