@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from vdeblur.console import ConsoleCommand, run_console
+from vdeblur.launch import SCRIPTS
 
 from .settings import BACKENDS, LatencyConfig, QualityConfig, StagesConfig
 
@@ -293,7 +294,7 @@ def _settings_dict(settings: BenchSettings) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_console(bench, "vdeblur-bench", "no results were written", argv)
+    run_console(bench, "vdeblur-bench", SCRIPTS["vdeblur-bench"][1], argv)
 
 if __name__ == "__main__":
     main()

@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from vdeblur.console import PassInterrupts, reach, run_console
+from vdeblur.launch import SCRIPTS, caused_by_interrupt
 
 # Only what parsing and the checks need is imported here: torch, the model code and the pipeline load
 # after the arguments, the input and the output have been checked (help and refusals come in well
@@ -318,14 +319,14 @@ def guarded(work: object, debug: bool) -> None:
     except (click.ClickException, KeyboardInterrupt):
         raise
     except Exception as e:  # the one place where every failure becomes a user-facing line
-        if debug:
+        if debug or caused_by_interrupt(e):  # an interrupt Python wrapped in another error: main answers it
             raise
         click.echo(f"vdeblur: error: {e}", err=True)
         sys.exit(1)
 
 
 def main() -> None:
-    run_console(cli, "vdeblur", "no output was written")
+    run_console(cli, "vdeblur", SCRIPTS["vdeblur"][1])
 
 
 if __name__ == "__main__":

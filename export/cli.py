@@ -16,6 +16,7 @@ import click
 
 from vdeblur import DEFAULT_MODEL
 from vdeblur.console import ConsoleGroup, run_console
+from vdeblur.launch import SCRIPTS
 
 from .parity_bar import CANDIDATES, THRESHOLD_DB
 
@@ -264,7 +265,7 @@ def _read_frames(video: Path | None, count: int) -> list:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: expected errors become one line on stderr and exit code 1 (``--debug``
     shows the traceback); Ctrl-C one line and exit code 130."""
-    run_console(cli, "vdeblur-export", "no export was written", argv, expected=_EXPECTED)
+    run_console(cli, "vdeblur-export", SCRIPTS["vdeblur-export"][1], argv, expected=_EXPECTED)
 
 
 if __name__ == "__main__":

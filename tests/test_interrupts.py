@@ -69,3 +69,36 @@ def test_training_interrupted_while_torch_loads(tmp_path: Path) -> None:
                "--out", str(tmp_path / "run"))
     assert_one_line_and_130(done, "vdeblur-train")
     assert not (tmp_path / "run").exists()
+
+
+# Ctrl-C while the command-line module itself still loads (click, PyAV), before its main can answer:
+# an import hook raises KeyboardInterrupt as the module imports click.
+LAUNCH = """
+import sys
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == "click":
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, CtrlC())
+import vdeblur.launch
+getattr(vdeblur.launch, sys.argv[1])()
+"""
+
+
+@pytest.mark.parametrize("prog", ["vdeblur", "vdeblur-train", "vdeblur-export", "vdeblur-bench"])
+def test_interrupted_while_the_command_line_loads(tmp_path: Path, prog: str) -> None:
+    done = run(tmp_path, "none", "-c", LAUNCH, prog.replace("-", "_"))
+    assert_one_line_and_130(done, prog)
+
+
+def test_an_interrupt_python_wrapped_in_another_error_counts_as_one() -> None:
+    from vdeblur.launch import caused_by_interrupt
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise RuntimeError("Error calling __set_name__") from e  # what Python 3.11 does in a class body
+    except RuntimeError as wrapped:
+        assert caused_by_interrupt(wrapped)
+    assert not caused_by_interrupt(ValueError("bad input"))

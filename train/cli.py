@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from vdeblur.console import ConsoleCommand, reach, run_console
+from vdeblur.launch import SCRIPTS
 
 # Errors a user can fix from the command line; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, ImportError, OSError)
@@ -86,7 +87,7 @@ def train(config: str, steps: int | None, out: Path | None, resume: bool, device
 
 
 def main() -> None:
-    run_console(cli, "vdeblur-train", "the run folder keeps its last checkpoint (--resume continues from it)")
+    run_console(cli, "vdeblur-train", SCRIPTS["vdeblur-train"][1])
 
 
 if __name__ == "__main__":

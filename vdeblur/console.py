@@ -20,6 +20,8 @@ from typing import NoReturn
 
 import click
 
+from .launch import caused_by_interrupt
+
 INTERRUPT_AT = "VDEBLUR_INTERRUPT_AT"
 STAGES = {
     "imports": "before torch and the model code are imported",
@@ -79,12 +81,14 @@ def run_console(command: click.Command, prog: str, interrupted: str, args: Seque
         e.show()
         sys.exit(e.exit_code)
     except click.exceptions.Abort as e:
-        if isinstance(e.__cause__, KeyboardInterrupt):  # Ctrl-C while click parsed the arguments
+        if caused_by_interrupt(e):  # Ctrl-C while click parsed the arguments
             _interrupted(prog, interrupted)
         click.echo("Aborted!", err=True)
         sys.exit(1)
-    except expected as e:
-        if "--debug" in argv:
+    except Exception as e:
+        if caused_by_interrupt(e):
+            _interrupted(prog, interrupted)
+        if not isinstance(e, expected) or "--debug" in argv:
             raise
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)  # KeyError's str() adds quotes
         click.echo(f"{prog}: error: {message}", err=True)
