@@ -80,7 +80,7 @@ def measure(backend: object, frames: Sequence[np.ndarray], fps: int, max_latency
         sender.start()
         try:
             return run_live(f"udp://127.0.0.1:{port}", str(workdir / f"live-{fps}.ts"), backend,
-                            options=LiveOptions(max_latency_ms=max_latency_ms, source_timeout_s=2.0),
+                            options=LiveOptions(max_latency_ms=max_latency_ms, source_timeout_s=2.0, wait_s=10.0),
                             encode=EncodeOptions(preset="veryfast"), overwrite=True)
         finally:
             stop.set()
