@@ -27,7 +27,7 @@ STAGES = {
     "imports": "before torch and the model code are imported",
     "model-load": "before the model's weights are read",
     "export": "while the ONNX export a backend needs is being made",
-    "adapt": "in the middle of --adapt's fine-tuning",
+    "adapt": "during --adapt, once the clip has been read and before the fine-tuning",
     "first-frame": "before the first frame is deblurred",
     "flush": "when the encoder's last frames are flushed",
 }
