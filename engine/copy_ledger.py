@@ -29,6 +29,7 @@ class CopyLedger:
         self.sent[index].append((size, seconds))
 
     def refuse(self, index: int, kind: str, seconds: float, why: str) -> None:
+        """``index``: the output stream's, or any other number for a stream the output could not hold."""
         self.kinds[index] = kind
         self.refused[index].append((seconds, why))
 

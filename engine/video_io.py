@@ -174,9 +174,14 @@ class VideoWriter:
         self.copies: dict[int, av.stream.Stream] = {}
         self._clock = PacketClock(packet_timing or {})
         self._ledger = CopyLedger(fmt)
+        self._unfit: dict[int, str] = {}  # input streams the container cannot hold at all -> why
         for stream in source.streams:
             if copy_streams and stream.index != src.index and stream.type in ("audio", "subtitle"):
-                out = self.container.add_stream_from_template(stream)
+                try:
+                    out = self.container.add_stream_from_template(stream)
+                except ValueError:  # e.g. SubRip into MP4: its packets are counted as not written, and why
+                    self._unfit[stream.index] = f"{fmt} cannot hold {stream.codec_context.name} {stream.type}"
+                    continue
                 out.time_base = stream.time_base  # PyAV #1953: not copied by the template
                 self.copies[stream.index] = out
         if rotation:
@@ -203,11 +208,12 @@ class VideoWriter:
     def copy_packet(self, packet: av.Packet) -> None:
         out = self.copies.get(packet.stream.index)
         if out is None:
+            if packet.stream.index in self._unfit:  # keyed apart from the output's own stream indices
+                self._ledger.refuse(-1 - packet.stream.index, packet.stream.type, _seconds(packet),
+                                    self._unfit[packet.stream.index])
             return
         self._clock.stamp(packet, packet.stream.index)
-        stamp = packet.dts if packet.dts is not None else packet.pts
-        seconds = float((stamp or 0) * (packet.time_base or 0))
-        size = packet.size
+        seconds, size = _seconds(packet), packet.size
         packet.stream = out
         try:
             self.container.mux(packet)
@@ -221,7 +227,7 @@ class VideoWriter:
 
     def copy_losses(self) -> str:
         """After ``close``: the copied packets the output lacks, per stream and why ("" when none)."""
-        return self._ledger.losses(self.path) if self.copies else ""
+        return self._ledger.losses(self.path) if self.copies or self._unfit else ""
 
     def close(self) -> None:
         reach("flush")
@@ -249,6 +255,12 @@ class VideoWriter:
             self.close()
         else:
             self.container.close()
+
+
+def _seconds(packet: av.Packet) -> float:
+    """A packet's time, for messages."""
+    stamp = packet.dts if packet.dts is not None else packet.pts
+    return float((stamp or 0) * (packet.time_base or 0))
 
 
 def check_encoder(codec: str) -> None:

@@ -334,3 +334,40 @@ def test_timing_keeps_valid_timestamps_and_regenerates_broken_ones() -> None:
     assert [coarse.pts(i, None) for i in range(3)] == [0, 1, 2]
     ntsc = choose_timing([0, 0], Fraction(1, 90000), Fraction(30000, 1001))
     assert [ntsc.pts(i, 0) for i in range(3)] == [0, 3003, 6006]
+
+
+def with_subtitles(tmp: Path) -> Path:
+    """A clip with AAC audio and a SubRip subtitle stream of two cues, in Matroska."""
+    clip, srt, dst = make_clip_at(tmp / "clip.mkv", frames=12), tmp / "cues.srt", tmp / "in.mkv"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,200\nHello\n\n2\n00:00:00,200 --> 00:00:00,400\nWorld\n")
+    with av.open(str(clip)) as v, av.open(str(srt)) as s, av.open(str(dst), "w") as o:
+        streams = {st.index: o.add_stream_from_template(st) for st in v.streams}
+        cues = o.add_stream_from_template(s.streams.subtitles[0])
+        for packet in v.demux():
+            if packet.size:
+                packet.stream = streams[packet.stream.index]
+                o.mux(packet)
+        for packet in s.demux():
+            if packet.size:
+                packet.stream = cues
+                o.mux(packet)
+    return dst
+
+
+def _subtitles(path: Path) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(subtitles=0) if p.size] if c.streams.subtitles else []
+
+
+@pytest.mark.parametrize("output", ["out.mkv", "out.mp4"])
+def test_subtitles_are_copied_or_counted_where_the_container_cannot_hold_them(tmp_path: Path, fast_checkpoint: Path,
+                                                                            output: str) -> None:
+    src, dst = with_subtitles(tmp_path), tmp_path / output
+    result = CliRunner().invoke(cli, [str(src), str(dst), "--model", str(fast_checkpoint), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert len(_subtitles(src)) == 2 and _audio(dst) == _audio(src)
+    if output == "out.mkv":
+        assert _subtitles(dst) == _subtitles(src) and "not written" not in result.output
+    else:  # MP4 holds only its own text format: the stream cannot go in at all, and the summary says so
+        assert _subtitles(dst) == [] and "2 of 2 subtitle packets not written: the mp4 muxer refused them " \
+                                         "(mp4 cannot hold srt subtitle; the first at 0.000 s)" in result.output
