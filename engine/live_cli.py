@@ -11,6 +11,7 @@ import click
 
 from .endpoints import STREAM_FORMATS, check_endpoints, is_stream
 from .options import EncodeOptions, inference_threads
+from .pix_fmts import check_encoding
 from .tile_spec import TileSpec
 
 # x264's "medium" costs ~11 ms of CPU per 640x360 frame here; "veryfast" about a third of that,
@@ -67,6 +68,9 @@ def run_stream_job(ctx: click.Context, say: Any) -> None:
         raise ValueError("--video-io nvcodec reads and writes files; live runs decode and encode with PyAV")
     tiles = TileSpec(p["tile"], p["tile_overlap"]) if p["tile"] else None
     input_options = tuple(_key_value(o) for o in p["input_options"])
+    note = check_encoding(p["codec"], p["pix_fmt"], sink if dst.is_file else None)
+    if note:
+        say(f"vdeblur: {note}")
     from .live import LiveOptions, run_live
 
     options = LiveOptions(max_latency_ms=p["max_latency_ms"], source_timeout_s=p["source_timeout"], wait_s=p["wait"],

@@ -83,3 +83,13 @@ def test_input_and_output_refusals_come_without_torch(tmp_path: Path, clip: Path
         assert code == 1 and expected in text and len(text.strip().splitlines()) == 1, (args, text)
         assert loaded == [], f"vdeblur {' '.join(args)} imported {loaded}"
     assert existing.read_bytes() == b"keep me" and not Path(out).exists()
+
+
+def test_live_refusals_come_without_torch(tmp_path: Path) -> None:
+    out = str(tmp_path / "rec.mp4")
+    for expected, args in {"unsupported scheme ftp://": ["ftp://127.0.0.1/x.ts", out],
+                           "formats that work": ["udp://127.0.0.1:9", out, "--pix-fmt", "rgb48le"],
+                           "--max-latency-ms must be > 0": ["udp://127.0.0.1:9", out, "--max-latency-ms", "-1"]}.items():
+        code, text, loaded = first_word("vdeblur", *args)
+        assert code == 1 and expected in text and len(text.strip().splitlines()) == 1, (args, text)
+        assert loaded == [], f"vdeblur {' '.join(args)} imported {loaded}"
