@@ -11,23 +11,24 @@ import dataclasses
 import datetime as dt
 import os
 import re
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import torch
 
-from vdeblur.train.archs.base import DeblurModel
+from vdeblur.console import ConsoleCommand, run_console
+from vdeblur.launch import SCRIPTS
 
-from .baselines import baseline_filters
-from .latency import BACKENDS, LatencyConfig, measure_latency
-from .quality import Clip, QualityConfig, baseline_method, evaluate, load_clips, model_method
-from .report import BenchReport, new_report, write_plots, write_report
-from .stages import StagesConfig, measure_stages
+from .settings import BACKENDS, LatencyConfig, QualityConfig, StagesConfig
+
+if TYPE_CHECKING:  # the measuring code (torch, the models) loads when a benchmark runs, not for --help
+    from vdeblur.train.archs.base import DeblurModel
+
+    from .quality import Clip
+    from .report import BenchReport
 
 PARTS = ("latency", "quality", "stages")
 RESOLUTIONS = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
@@ -162,7 +163,7 @@ def settings_from_options(quick: bool, models: str | None, backends: str | None,
     return dataclasses.replace(s, quality=quality, baselines=baselines, threads=threads)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=ConsoleCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--quick", is_flag=True, help="Small preset for a CPU check (vdeblur_fast, torch + ONNX Runtime, 360p/720p).")
 @click.option("--models", help="Comma-separated registered models, or 'all' (default: vdeblur_fast, the real-time "
               "model; vdeblur's own default, vdeblur_deep, runs with --models vdeblur_deep).")
@@ -203,6 +204,8 @@ def bench(quick: bool, models: str | None, backends: str | None, resolutions: st
         with tempfile.TemporaryDirectory(prefix="vdeblur-bench-") as workdir:
             run_benchmarks(settings, weights, out, Path(workdir), echo=click.echo)
         if streams:
+            import torch
+
             from .multistream import main as multistream
 
             multistream(["--streams", streams, "--json", str(out / "multistream.json"),
@@ -234,6 +237,12 @@ def results_folder(out: Path | None, overwrite: bool) -> Path:
 def run_benchmarks(settings: BenchSettings, checkpoints: dict[str, Path], out: Path, workdir: Path,
                    echo: Callable[[str], None] = print, argv: list[str] | None = None) -> BenchReport:
     """Every part in ``settings``, one model at a time (so only one model's weights are in memory)."""
+    import torch
+
+    from .baselines import baseline_filters
+    from .quality import baseline_method, evaluate, load_clips
+    from .report import new_report, write_plots, write_report
+
     unknown = sorted(set(checkpoints) - set(settings.models))
     if unknown:
         raise ValueError(f"--checkpoint for {unknown}, which are not among --models {list(settings.models)}")
@@ -273,6 +282,10 @@ def run_benchmarks(settings: BenchSettings, checkpoints: dict[str, Path], out: P
 
 def _bench_model(model: DeblurModel, weights: str, settings: BenchSettings, clips: list[Clip], data: str,
                  report: BenchReport, workdir: Path, echo: Callable[[str], None]) -> None:
+    from .latency import measure_latency
+    from .quality import evaluate, model_method
+    from .stages import measure_stages
+
     name = model.model_name
     if "latency" in settings.parts:
         for width, height in settings.resolutions:
@@ -302,8 +315,7 @@ def _settings_dict(settings: BenchSettings) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    bench.main(args=argv if argv is not None else sys.argv[1:], prog_name="vdeblur-bench")
-
+    run_console(bench, "vdeblur-bench", SCRIPTS["vdeblur-bench"][1], argv)
 
 if __name__ == "__main__":
     main()

@@ -29,23 +29,10 @@ from vdeblur.engine.backends.base import Backend
 from vdeblur.train.archs.base import DeblurModel, padded_size
 
 from .complexity import measure as measure_complexity
-
-BACKENDS = ("torch-fp32", "torch-fp16", "torch-compiled", "torch-cudagraphs", "onnxruntime", "tensorrt-fp16")
-
+from .settings import BACKENDS, LatencyConfig
 
 class BackendUnavailable(RuntimeError):
     """A backend this machine cannot run (no GPU, library not installed); the message says why."""
-
-
-@dataclass(frozen=True)
-class LatencyConfig:
-    frames: int = 20  # timed steps per repeat
-    warmup: int = 3
-    repeats: int = 3
-
-    def __post_init__(self) -> None:
-        if self.frames < 1 or self.repeats < 1 or self.warmup < 0:
-            raise ValueError(f"need frames >= 1, repeats >= 1, warmup >= 0; got {self.frames}, {self.repeats}, {self.warmup}")
 
 
 @dataclass(frozen=True)

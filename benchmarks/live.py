@@ -28,9 +28,10 @@ import torch
 
 from vdeblur import DEFAULT_MODEL
 from vdeblur.engine.backends import load_backend
-from vdeblur.engine.live import DEFAULT_LATENCY_MS, LiveOptions, LiveStats, run_live
+from vdeblur.engine.endpoints import DEFAULT_LATENCY_MS
+from vdeblur.engine.live import LiveOptions, LiveStats, run_live
 from vdeblur.engine.live_buffer import percentile_ms
-from vdeblur.engine.pipeline import EncodeOptions
+from vdeblur.engine.options import EncodeOptions
 from vdeblur.engine.stream import DeblurStream
 
 from .stages import make_test_video
@@ -79,7 +80,7 @@ def measure(backend: object, frames: Sequence[np.ndarray], fps: int, max_latency
         sender.start()
         try:
             return run_live(f"udp://127.0.0.1:{port}", str(workdir / f"live-{fps}.ts"), backend,
-                            options=LiveOptions(max_latency_ms=max_latency_ms, source_timeout_s=2.0),
+                            options=LiveOptions(max_latency_ms=max_latency_ms, source_timeout_s=2.0, wait_s=10.0),
                             encode=EncodeOptions(preset="veryfast"), overwrite=True)
         finally:
             stop.set()

@@ -35,20 +35,11 @@ from vdeblur.train.synth import render_shake_clip
 from vdeblur.train.synth.sources import read_rgb, skimage_photos
 
 from .baselines import FrameFilter
+from .settings import QualityConfig
 
 ClipMethod = Callable[[np.ndarray], np.ndarray]  # (T, H, W, 3) uint8 -> (T, H, W, 3) uint8
 # Far from anything SyntheticDataset draws (np.random seeds of 63 bits), so held-out shake and crops.
 HELD_OUT_SEED = 7_000
-
-
-@dataclass(frozen=True)
-class QualityConfig:
-    clips: int = 6
-    frames: int = 8  # per clip: enough frames for the recurrent state and the flicker figure to matter
-    height: int = 256
-    width: int = 256
-    gopro: Path | None = None
-    gopro_frames: int = 8  # frames per GoPro test sequence (the first ones), to bound CPU time
 
 
 @dataclass(frozen=True)

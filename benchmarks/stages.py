@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from vdeblur.engine.backends.base import Backend
-from vdeblur.engine.pipeline import EncodeOptions, deblur_video, with_motion
+from vdeblur.engine.options import EncodeOptions
+from vdeblur.engine.pipeline import deblur_video, with_motion
 from vdeblur.engine.stream import DeblurStream
 from vdeblur.engine.video_io import VideoWriter, demux, open_input, source_info
 from vdeblur.train.archs.base import DeblurModel
@@ -40,17 +41,9 @@ from vdeblur.train.frames import to_uint8
 
 from .latency import BackendUnavailable, open_backend
 from .quality import HELD_OUT_SEED
+from .settings import StagesConfig
 
 STAGES = ("decode", "motion", "host_to_device", "inference", "device_to_host", "encode")
-
-
-@dataclass(frozen=True)
-class StagesConfig:
-    frames: int = 30  # frames of the test video
-
-    def __post_init__(self) -> None:
-        if self.frames < 2:
-            raise ValueError(f"the stage benchmark needs a video of at least 2 frames; got {self.frames}")
 
 
 @dataclass(frozen=True)

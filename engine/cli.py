@@ -15,18 +15,20 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from vdeblur.console import PassInterrupts, reach, run_console
+from vdeblur.launch import SCRIPTS, caused_by_interrupt
+
+# Only what parsing and the checks need is imported here: torch, the model code and the pipeline load
+# after the arguments, the input and the output have been checked (help and refusals come in well
+# under a second).
+from .jobs import AUTO_BUDGET, adapt_config, check_adapt_options, plan_jobs, probe_jobs
 from .live_cli import is_stream_job, live_options, refuse_live_options, run_stream_job
-from .pipeline import EncodeOptions, check_distinct_outputs, deblur_video, inference_threads
-from .tiling import TileSpec
-
-if TYPE_CHECKING:
-    from .adapt import AdaptConfig
-
-AUTO_BUDGET = -1.0  # --adapt without a value: the budget default_budget() picks for the clip
+from .options import EncodeOptions, inference_threads
+from .tile_spec import TileSpec
 
 
 class AdaptBudget(click.ParamType):
@@ -47,9 +49,6 @@ class AdaptBudget(click.ParamType):
         return seconds
 
 
-_VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".webm", ".avi"}
-
-
 _USAGES = [  # (arguments, what they do); `run` is implied, so its forms lead
     ("INPUT OUTPUT [OPTIONS]", "one file"),
     ("IN1 IN2 ... OUT_DIR [OPTIONS]", "several files, or a folder of videos, into a folder"),
@@ -59,7 +58,7 @@ _USAGES = [  # (arguments, what they do); `run` is implied, so its forms lead
 ]
 
 
-class _DefaultToRun(click.Group):
+class _DefaultToRun(PassInterrupts, click.Group):
     """``vdeblur IN OUT`` means ``vdeblur run IN OUT``; ``batch`` and ``sample`` stay subcommands.
 
     Its help leads with that main use and lists the run options, since most users never type ``run``.
@@ -166,18 +165,24 @@ def run_cmd(paths: tuple[str, ...], model: str | None, arch: str | None, backend
             return
         refuse_live_options(ctx)
         several = len(paths) > 2 or Path(paths[0]).is_dir()
-        adapting = adapt_config(adapt, save_adapted, several, streams)  # before plan_jobs makes the output folder
-        jobs = plan_jobs(tuple(map(Path, paths)))
+        check_adapt_options(adapt, save_adapted, several, streams)  # before plan_jobs makes the output folder
         tiles = TileSpec(tile, tile_overlap) if tile else None
+        encoding = EncodeOptions(codec, crf, preset, pix_fmt)
+        jobs = plan_jobs(tuple(map(Path, paths)))
+        if streams == 1 or len(jobs) == 1:  # --streams reports a bad file among several and goes on
+            probe_jobs(jobs, encoding, overwrite, save_adapted, lambda line: say(quiet, f"vdeblur: {line}"))
+        reach("imports")
         import torch
 
-        torch.set_num_threads(threads or inference_threads())
         from .backends import load_backend
+        from .pipeline import deblur_video
 
+        adapting = adapt_config(adapt)
+        torch.set_num_threads(threads or inference_threads())
+        reach("model-load")
         engine = load_backend(model, backend, device, fp16, compile_mode,
                               log=lambda line: say(quiet, f"vdeblur: {line}"), arch=arch)  # the export cache's line
         say(quiet, f"vdeblur: {getattr(engine, 'label', engine.name)} backend")
-        encoding = EncodeOptions(codec, crf, preset, pix_fmt)
         if streams > 1 and len(jobs) > 1:
             run_streams(jobs, engine, streams, encoding, overwrite, reset_on_cut, state_reset_every, tiles, video_io,
                         quiet)
@@ -248,11 +253,12 @@ def batch_cmd(paths: tuple[Path, ...], model: str | None, arch: str | None, back
             outcome = f"{r.frames} frames in {r.wall_s:.1f} s" if r.ok else f"failed ({r.error_kind}): {r.error}"
             say(quiet, f"{r.input} -> {r.output}: {outcome}" + (f"; {r.adapt}" if r.adapt else ""))
 
+        check_adapt_options(adapt, None, True, 1)
         jobs = plan_jobs(paths)
         result = run_batch(jobs, model, address=ray_address, num_gpus=gpus_per_task, num_cpus=cpus_per_task,
                            backend=backend, device=device, fp16=fp16, encode=EncodeOptions(codec, crf, preset, pix_fmt),
                            overwrite=overwrite, reset_on_cut=reset_on_cut, reset_every=state_reset_every,
-                           adapt=adapt_config(adapt, None, True, 1), max_retries=max_retries, report=report or jobs[0][1].parent / "vdeblur-batch.json",
+                           adapt=adapt_config(adapt), max_retries=max_retries, report=report or jobs[0][1].parent / "vdeblur-batch.json",
                            on_result=line, arch=arch)
         click.echo(result.summary(), err=True)
         if result.failed:
@@ -273,42 +279,6 @@ def sample_cmd(output: Path, frames: int, seed: int, overwrite: bool, debug: boo
 
     guarded(lambda: click.echo(f"wrote {write_sample(output, frames_per_shot=frames, seed=seed, overwrite=overwrite)} "
                                f"frames to {output}"), debug)
-
-
-def plan_jobs(paths: tuple[Path, ...]) -> list[tuple[Path, Path]]:
-    """(input, output) pairs: ``IN OUT`` for one file, else every input into the last path, a folder."""
-    if len(paths) < 2:
-        raise click.UsageError("give an INPUT and an OUTPUT (or several inputs and an output folder)")
-    *inputs, out = paths
-    if len(inputs) == 1 and not inputs[0].is_dir() and out.suffix:
-        return [(inputs[0], out)]
-    files: list[Path] = []
-    for p in inputs:
-        files += sorted(f for f in p.iterdir() if f.suffix.lower() in _VIDEO_SUFFIXES) if p.is_dir() else [p]
-    if not files:
-        raise ValueError(f"no video files ({', '.join(sorted(_VIDEO_SUFFIXES))}) in {', '.join(map(str, inputs))}")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output {out} must be a folder when several inputs or a folder are given")
-    jobs = [(f, out / f.name) for f in files]
-    check_distinct_outputs(jobs)  # before the folder is made: a refused run leaves nothing behind
-    out.mkdir(parents=True, exist_ok=True)
-    return jobs
-
-
-def adapt_config(budget: float | None, save_adapted: Path | None, several: bool, streams: int) -> AdaptConfig | None:
-    """What --adapt and --save-adapted ask for, refused where it cannot be done, before any work."""
-    if budget is None:
-        if save_adapted is not None:
-            raise ValueError("--save-adapted writes the weights --adapt made; add --adapt")
-        return None
-    if save_adapted is not None and several:
-        raise ValueError("--save-adapted writes the weights adapted to one input; several were given")
-    if streams > 1 and several:
-        raise ValueError("--adapt trains one model per file, and --streams batches several files through one "
-                         "model; use one of them")
-    from .adapt import AdaptConfig
-
-    return AdaptConfig(budget_s=None if budget == AUTO_BUDGET else budget)
 
 
 class AdaptProgress:
@@ -344,23 +314,21 @@ def say(quiet: bool, text: str) -> None:
 
 
 def guarded(work: object, debug: bool) -> None:
-    """Run ``work``; turn any error into one line and exit status 1 (tracebacks only with --debug)."""
+    """Run ``work``; turn any error into one line and exit status 1 (tracebacks only with --debug).
+    Ctrl-C is left to ``main``, which answers it the same way wherever it lands."""
     try:
         work()  # type: ignore[operator]
-    except click.ClickException:
+    except (click.ClickException, KeyboardInterrupt):
         raise
-    except KeyboardInterrupt:
-        click.echo("\nvdeblur: interrupted; no output was written", err=True)
-        sys.exit(130)
     except Exception as e:  # the one place where every failure becomes a user-facing line
-        if debug:
+        if debug or caused_by_interrupt(e):  # an interrupt Python wrapped in another error: main answers it
             raise
         click.echo(f"vdeblur: error: {e}", err=True)
         sys.exit(1)
 
 
 def main() -> None:
-    cli()
+    run_console(cli, "vdeblur", SCRIPTS["vdeblur"][1])
 
 
 if __name__ == "__main__":

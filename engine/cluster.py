@@ -35,8 +35,10 @@ import torch
 from .adapt import AdaptConfig
 from .backends import load_backend
 from .backends.base import Backend
+from .checks import check_distinct_outputs
+from .options import EncodeOptions
 from .part_files import remove_stale_part_files
-from .pipeline import EncodeOptions, check_distinct_outputs, deblur_video
+from .pipeline import deblur_video
 
 INSTALL_HINT = "pip install 'vdeblur[cluster]'"
 # Raised by a task, these are retried like a dead worker: they can pass on another attempt (a GPU

@@ -4,7 +4,7 @@ container on stdin / MPEG-TS or Matroska on stdout).
 
 Everything that can be refused is refused here, before any output exists: an unknown URL scheme, a
 missing device, a terminal instead of a pipe, a source that cannot be reached or sends no video
-within the timeout. Each refusal is one ``VideoError`` line naming what was given and what is
+within ``--wait`` (a source that starts late is waited for, by default until Ctrl-C). Each refusal is one ``VideoError`` line naming what was given and what is
 allowed.
 """
 
@@ -15,11 +15,15 @@ import re
 import select
 import stat
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 
+from .checks import check_paths
 from .video_io import VideoError, open_input
 
 SOURCE_SCHEMES = ("http", "https", "rtmp", "rtsp", "srt", "tcp", "udp")
@@ -33,6 +37,8 @@ _ALLOWED_SOURCES = f"a video file, a capture device (/dev/videoN), {', '.join(s 
 _ALLOWED_SINKS = f"a video file, {', '.join(s + '://' for s in SINK_FORMATS)} or - (stdout)"
 # Live probing: FFmpeg's defaults read up to 5 s of a stream before the first frame comes out.
 # 0.2 s and 1 MB find an H.264/HEVC stream's size and rate while keeping start-up latency short.
+_QUIET_WAIT_S = 0.5  # a source that has not sent by then is said to be waited for
+DEFAULT_LATENCY_MS = 300.0  # a live frame older than this when it could be encoded is dropped
 _LIVE_PROBE = {"analyzeduration": "200000", "probesize": "1000000"}
 
 
@@ -107,9 +113,37 @@ def check_source(source: Endpoint) -> None:
                          "(e.g. ... -f mpegts - | vdeblur - out.mp4)")
 
 
-def open_source(source: Endpoint, timeout_s: float, options: dict[str, str] | None = None) -> av.container.InputContainer:
-    """Open ``source`` for reading; waiting longer than ``timeout_s`` for data (at open or later,
-    while reading) is an error rather than a hang."""
+def latency_bound_s(source: Endpoint, max_latency_ms: float | None) -> float | None:
+    """The drop rule's bound, or None where every frame is kept."""
+    if source.is_file:
+        if max_latency_ms is not None:
+            raise VideoError(f"--max-latency-ms applies to live sources; {source.spec} is a file, whose "
+                             f"frames are all kept")
+        return None
+    if max_latency_ms is not None and max_latency_ms <= 0:
+        raise VideoError(f"--max-latency-ms must be > 0; got {max_latency_ms:g}")
+    if max_latency_ms is None:
+        return DEFAULT_LATENCY_MS / 1000 if source.is_live else None
+    return max_latency_ms / 1000
+
+
+def check_endpoints(source: str, sink: str, overwrite: bool,
+                    max_latency_ms: float | None) -> tuple[Endpoint, Endpoint, float | None]:
+    """Every refusal that needs no connection (so the CLI can give it before loading the model):
+    (source, sink, latency bound or None)."""
+    src, dst = parse_source(source), parse_sink(sink)
+    check_source(src)
+    bound = latency_bound_s(src, max_latency_ms)
+    if dst.is_file:
+        check_paths(Path(source), Path(sink), overwrite)
+    return src, dst, bound
+
+
+def open_source(source: Endpoint, timeout_s: float, options: dict[str, str] | None = None, *,
+                wait_s: float | None = None, log: Callable[[str], None] | None = None) -> av.container.InputContainer:
+    """Open ``source`` for reading. A stream, device or pipe may start after us: it is waited for
+    (``wait_s``, None: until Ctrl-C), with one line to ``log`` saying so and where; once it has sent
+    data, ``timeout_s`` without more ends it, as an error rather than a hang."""
     if source.is_file:
         return open_input(source.spec)
     check_source(source)
@@ -119,24 +153,56 @@ def open_source(source: Endpoint, timeout_s: float, options: dict[str, str] | No
     target: object = source.spec
     fmt = None
     if source.kind == "pipe":
-        target = TimedReader(sys.stdin.fileno(), timeout_s)
+        target = TimedReader(sys.stdin.fileno(), timeout_s, first_timeout_s=wait_s)
     elif source.kind == "device":
         fmt = "video4linux2"  # the v4l2 path was written from FFmpeg's documentation; no camera here, never run
     try:
-        container = av.open(target, mode="r", format=fmt, options=opts, timeout=(timeout_s, timeout_s))
+        container = _open_waiting(lambda: av.open(target, mode="r", format=fmt, options=opts,
+                                                  timeout=(wait_s, timeout_s)), source, wait_s, log)
     except (av.error.FFmpegError, OSError) as e:
-        raise VideoError(_open_failure(source, e, timeout_s)) from None
+        raise VideoError(_open_failure(source, e, wait_s, timeout_s)) from None
     if not container.streams.video:
         container.close()
         raise VideoError(f"source {source.label} has no video stream")
     return container
 
 
-def _open_failure(source: Endpoint, e: BaseException, timeout_s: float) -> str:
-    what = "source - (stdin)" if source.kind == "pipe" else f"source {source.spec}"
+def _open_waiting(open_it: Callable[[], av.container.InputContainer], source: Endpoint, wait_s: float | None,
+                  log: Callable[[str], None] | None) -> av.container.InputContainer:
+    """``open_it()`` on a helper thread, so that Ctrl-C reaches this one while FFmpeg blocks waiting for the
+    first data (its own wait does not look at signals); says once that it waits when that takes a while."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["container"] = open_it()
+        except BaseException as e:  # handed to the caller's thread below
+            result["error"] = e
+
+    opener = threading.Thread(target=run, name="vdeblur-open", daemon=True)
+    opener.start()
+    opener.join(_QUIET_WAIT_S)
+    if opener.is_alive() and log is not None:
+        bound = "" if wait_s is None else f", at most {wait_s:g} s (--wait)"
+        log(f"vdeblur: waiting for {_what(source)} to send video (Ctrl-C stops{bound})")
+    while opener.is_alive():
+        opener.join(0.1)  # short joins: a Ctrl-C is raised here at once
+    if "error" in result:
+        raise result["error"]
+    return result["container"]
+
+
+def _what(source: Endpoint) -> str:
+    return "source - (stdin)" if source.kind == "pipe" else source.spec
+
+
+def _open_failure(source: Endpoint, e: BaseException, wait_s: float | None, timeout_s: float) -> str:
+    what = f"source {_what(source)}"
     if isinstance(e, (TimeoutError, av.error.ExitError)):  # ExitError: PyAV's timeout interrupted FFmpeg
+        if wait_s is None or isinstance(e, WentQuiet):
+            return f"{what} went quiet before a video arrived (nothing for {timeout_s:g} s)"
         hint = "" if source.kind == "pipe" else " (is the sender running, and sending to this address?)"
-        return f"{what} sent no video within {timeout_s:g} s{hint}"
+        return f"{what} sent no video within {wait_s:g} s (--wait){hint}"
     if isinstance(e, av.error.ProtocolNotFoundError):
         return (f"{what}: this FFmpeg build (PyAV {av.__version__}) has no {source.scheme}:// protocol; "
                 f"use another of {', '.join(SOURCE_SCHEMES)} or a PyAV built against an FFmpeg that has it")
@@ -159,17 +225,25 @@ def sink_target(sink: Endpoint, stream_format: str) -> tuple[str, str]:
     return sink.spec, stream_format if fmt == "mpegts" else fmt
 
 
+class WentQuiet(TimeoutError):
+    """A source that had started sending sent nothing more for its timeout."""
+
+
 class TimedReader:
-    """A file-like reader of a pipe that gives up after ``timeout_s`` without data.
+    """A file-like reader of a pipe that gives up after ``timeout_s`` without data once data came, and
+    after ``first_timeout_s`` (None: never) before the first.
 
     FFmpeg's own ``pipe:`` protocol blocks in read() forever, out of reach of PyAV's timeout; a
     select() before each read bounds the wait (an exception raised here surfaces from PyAV's call)."""
 
-    def __init__(self, fd: int, timeout_s: float) -> None:
-        self.fd, self.timeout_s = fd, timeout_s
+    def __init__(self, fd: int, timeout_s: float, first_timeout_s: float | None = None) -> None:
+        self.fd, self.timeout_s, self.first_timeout_s, self.started = fd, timeout_s, first_timeout_s, False
 
     def read(self, size: int) -> bytes:
-        ready, _, _ = select.select([self.fd], [], [], self.timeout_s)
+        limit = self.timeout_s if self.started else self.first_timeout_s
+        ready, _, _ = select.select([self.fd], [], [], limit)
         if not ready:
-            raise TimeoutError(f"stdin sent nothing for {self.timeout_s:g} s")
-        return os.read(self.fd, size)
+            raise (WentQuiet if self.started else TimeoutError)(f"stdin sent nothing for {limit:g} s")
+        data = os.read(self.fd, size)
+        self.started = True
+        return data

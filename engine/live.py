@@ -38,10 +38,11 @@ from av.video.reformatter import VideoReformatter
 from vdeblur.export.artifact_cache import to_stderr
 
 from .backends.base import Backend
-from .endpoints import Endpoint, check_source, open_source, parse_sink, parse_source, sink_target
+from .endpoints import Endpoint, check_endpoints, open_source, sink_target
 from .live_buffer import Captured, Ema, FrameBuffer, Retimer, percentile_ms
 from .part_files import PartFile, remove_stale_part_files
-from .pipeline import _END, EncodeOptions, _Channel, _Stop, check_paths, stage
+from .options import EncodeOptions
+from .pipeline import _END, _Channel, _Stop, stage
 from .stream import DeblurStream
 from .tiling import TileSpec
 from .video_io import VideoError, VideoWriter, to_rgb
@@ -50,13 +51,13 @@ _BUFFER_FRAMES = 16  # capture -> inference: rides out a stall (a first-frame co
 _ENCODE_FRAMES = 2  # inference -> encode: short, so a slow sink shows as counted drops, not hidden latency
 _GAP_FRAMES = 3  # a source timestamp jump of more than this many frames means frames were lost there
 _PAUSE_S = 0.5  # a read that waited longer is a pause of the source, left out of the fps span
-DEFAULT_LATENCY_MS = 300.0
 
 
 @dataclass(frozen=True)
 class LiveOptions:
     max_latency_ms: float | None = None  # None: DEFAULT_LATENCY_MS for live sources, every frame kept otherwise
-    source_timeout_s: float = 5.0  # no data for this long, at open or later, ends the source
+    source_timeout_s: float = 5.0  # no data for this long, once the source has started, ends it
+    wait_s: float | None = None  # how long to wait for the source's first data; None: until Ctrl-C
     report_every_s: float = 0.0  # a throughput/latency line this often (0: the summary only)
     stream_format: str = "mpegts"  # container for "-" and byte-stream network sinks (udp, tcp, srt)
     input_options: tuple[tuple[str, str], ...] = ()  # FFmpeg options for the source (video_size=1280x720, ...)
@@ -82,32 +83,6 @@ class LiveStats:
                 f"p95 {p95:.0f} ms (capture to encoded), {self.gaps} state resets after gaps; {self.ended}")
 
 
-def latency_bound_s(source: Endpoint, max_latency_ms: float | None) -> float | None:
-    """The drop rule's bound, or None where every frame is kept."""
-    if source.is_file:
-        if max_latency_ms is not None:
-            raise VideoError(f"--max-latency-ms applies to live sources; {source.spec} is a file, whose "
-                             f"frames are all kept")
-        return None
-    if max_latency_ms is not None and max_latency_ms <= 0:
-        raise VideoError(f"--max-latency-ms must be > 0; got {max_latency_ms:g}")
-    if max_latency_ms is None:
-        return DEFAULT_LATENCY_MS / 1000 if source.is_live else None
-    return max_latency_ms / 1000
-
-
-def check_endpoints(source: str, sink: str, overwrite: bool,
-                    max_latency_ms: float | None) -> tuple[Endpoint, Endpoint, float | None]:
-    """Every refusal that needs no connection (so the CLI can give it before loading the model):
-    (source, sink, latency bound or None)."""
-    src, dst = parse_source(source), parse_sink(sink)
-    check_source(src)
-    bound = latency_bound_s(src, max_latency_ms)
-    if dst.is_file:
-        check_paths(Path(source), Path(sink), overwrite)
-    return src, dst, bound
-
-
 def live_codec_options(codec: str, rate: Any) -> dict[str, str]:
     """No look-ahead or B-frames (x264/x265 would hold ~40 frames back), and a keyframe every
     second so that a viewer joining a stream waits at most that long for a picture."""
@@ -125,7 +100,8 @@ def run_live(source: str, sink: str, backend: Backend, *, options: LiveOptions =
     from another thread. Raises ``VideoError`` before any output exists for a source or sink
     that cannot be used."""
     src, dst, bound = check_endpoints(source, sink, overwrite, options.max_latency_ms)
-    container = open_source(src, options.source_timeout_s, dict(options.input_options))
+    container = open_source(src, options.source_timeout_s, dict(options.input_options), wait_s=options.wait_s,
+                            log=log or to_stderr)
     stream = DeblurStream(backend, reset_on_cut=reset_on_cut, reset_every=reset_every, tile=tile)
     run = _LiveRun(container, src, dst, stream, encode, options, bound, stop or threading.Event(), log)
     return run.go()

@@ -30,7 +30,9 @@ import numpy as np
 import torch
 
 from .backends.base import Backend, BackendState
-from .pipeline import EncodeOptions, RunStats, check_distinct_outputs, deblur_video
+from .checks import check_distinct_outputs
+from .options import EncodeOptions
+from .pipeline import RunStats, deblur_video
 from .tiling import TileSpec
 
 # Before any model call has been timed, a parked step waits this long for the other streams' steps:

@@ -18,7 +18,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import av
 import numpy as np
 import torch
 
+from vdeblur.console import reach
 from vdeblur.export.artifact_cache import to_stderr
 from vdeblur.train.frames import to_uint8
 from vdeblur.train.motion import NO_MOTION, estimate_motion
@@ -35,7 +36,10 @@ from .adapt import AdaptConfig, AdaptResult
 from .adapt.adapter import adapt_backend, check_adaptable
 from .adapt.adapter import save_adapted as save_adapted_weights
 from .backends.base import Backend
+from .checks import check_checkpoint_output, check_paths
 from .nvcodec import CudaFrame, NvencWriter, VideoIOChoice, nvdec_demux, pick_video_io
+from .options import EncodeOptions
+from .packet_timing import PacketTiming
 from .part_files import PartFile, remove_stale_part_files
 from .stream import DeblurStream
 from .tiling import TileSpec
@@ -47,28 +51,6 @@ _QUEUE_FRAMES = 8  # enough to ride out a slow I-frame decode or encoder lookahe
 _END = object()
 
 
-def inference_threads(load: float | None = None) -> int:
-    """torch's intra-op threads when none are asked for: the usable cores that other processes do not
-    keep busy (the 1-minute load average, ``load`` if given), at least one.
-
-    torch's OpenMP threads wait at each barrier for the slowest of them; a thread that shares its
-    core with another CPU-heavy process loses time slices, and the whole team waits for it. With a
-    training on one of 2 cores that made two threads 7x slower than one (docs/benchmarks.md). On an
-    idle machine every core goes to the model, as before: decoding and encoding take little there.
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    busy = os.getloadavg()[0] if load is None else load
-    return max(1, min(cores, cores - round(busy)))
-
-
-@dataclass(frozen=True)
-class EncodeOptions:
-    codec: str = "libx264"
-    crf: int | None = 18
-    preset: str | None = "medium"
-    pix_fmt: str | None = None
-
-
 @dataclass
 class RunStats:
     frames: int = 0
@@ -76,12 +58,14 @@ class RunStats:
     stage_s: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "infer": 0.0, "encode": 0.0})
     state_starts: int = 0
     adapt: AdaptResult | None = None  # what --adapt did, when it ran
+    copy_losses: str = ""  # copied packets (audio, subtitles) the output could not hold, and why
 
     def summary(self) -> str:
         fps = {k: (self.frames / v if v > 0 else float("inf")) for k, v in self.stage_s.items()}
         per_stage = ", ".join(f"{k} {v:.1f}" for k, v in fps.items())
+        losses = f"; {self.copy_losses}" if self.copy_losses else ""
         return (f"{self.frames} frames in {self.wall_s:.1f} s ({self.frames / max(self.wall_s, 1e-9):.1f} fps end to end; "
-                f"per stage fps: {per_stage})")
+                f"per stage fps: {per_stage}){losses}")
 
 
 class _Stop(Exception):
@@ -125,45 +109,6 @@ def stage(body: Callable[[], None], errors: list[BaseException], failed: threadi
     return run
 
 
-def check_paths(src: Path, dst: Path, overwrite: bool) -> None:
-    """Refuse what would lose user data, before any work is done."""
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-        raise VideoError(f"output {dst} is the input file; choose another output name")
-    check_output(dst, overwrite)
-
-
-def check_output(dst: Path, overwrite: bool) -> None:
-    if dst.is_dir():
-        raise VideoError(f"output {dst} is a directory; give a file name inside it")
-    if dst.exists() and not overwrite:
-        raise VideoError(f"output {dst} already exists; pass --overwrite to replace it")
-    if not dst.parent.is_dir():
-        raise VideoError(f"output folder {dst.parent} does not exist")
-    if not os.access(dst.parent, os.W_OK):
-        raise VideoError(f"output folder {dst.parent} is not writable")
-
-
-def check_checkpoint_output(path: Path, overwrite: bool) -> None:
-    if path.suffix != ".safetensors":
-        raise VideoError(f"checkpoint {path} must end in .safetensors (the format --model loads)")
-    check_output(path, overwrite)
-
-
-def check_distinct_outputs(jobs: Sequence[tuple[str | Path, str | Path]]) -> None:
-    """Refuse jobs that would write one output twice or write over another job's input, before any
-    work starts (e.g. two folders holding files of the same name, deblurred into one folder)."""
-    inputs = {os.path.realpath(src) for src, _ in jobs}
-    seen: dict[str, str | Path] = {}
-    for src, dst in jobs:
-        key = os.path.realpath(dst)
-        if key in seen:
-            raise ValueError(f"output {dst} is the target of both {seen[key]} and {src}; "
-                             f"give each input its own output")
-        if key in inputs:
-            raise ValueError(f"output {dst} is also an input of this run; choose another output name")
-        seen[key] = src
-
-
 def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrite: bool = False,
                  encode: EncodeOptions = EncodeOptions(), reset_on_cut: bool = False, reset_every: int = 0,
                  tile: TileSpec | None = None, video_io: str = "pyav", adapt: AdaptConfig | None = None,
@@ -193,6 +138,9 @@ def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrit
         raise VideoError(f"input {src}: {scan.problem()}")
     if scan.timing.regenerated:
         say(f"vdeblur: {src}: {scan.timing.reason}; all timestamps regenerated from the frame rate")
+    for timing in scan.packet_timing.values():
+        if timing.reason:
+            say(f"vdeblur: {timing.line(str(src))}")
     if adapt is not None:
         backend, stats.adapt = adapt_backend(backend, src, scan.frames, adapt, adapt_progress)
         say(f"vdeblur: {src.name}: {stats.adapt.summary()}")
@@ -202,10 +150,12 @@ def deblur_video(src: str | Path, dst: str | Path, backend: Backend, *, overwrit
     try:
         gpu = backend.device.index or 0
         items = nvdec_demux(container, src, gpu) if choice.decode == "nvdec" else demux(container, src)
-        with _open_writer(choice, tmp, src, dst, container, encode, gpu) as writer:
+        with _open_writer(choice, tmp, src, dst, container, encode, gpu, scan.packet_timing) as writer:
             stream = DeblurStream(backend, reset_on_cut=reset_on_cut, reset_every=reset_every, tile=tile)
             _run_stages(_retimed(items, scan.timing), stream, writer, stats, scan.frames, progress)
             stats.state_starts = stream.state_starts
+        if isinstance(writer, VideoWriter):  # NVENC runs mux the other streams in their own pass
+            stats.copy_losses = writer.copy_losses()
         os.replace(tmp, dst)
         if save_adapted is not None and stats.adapt is not None:
             save_adapted_weights(stats.adapt, save_adapted, src)
@@ -230,12 +180,12 @@ def _retimed(items: Iterator[DecodedFrame | CudaFrame | av.Packet],
 
 
 def _open_writer(choice: VideoIOChoice, tmp: Path, src: Path, dst: Path, container: av.container.InputContainer,
-                 encode: EncodeOptions, gpu: int) -> VideoWriter | NvencWriter:
+                 encode: EncodeOptions, gpu: int, packet_timing: dict[int, PacketTiming]) -> VideoWriter | NvencWriter:
     if choice.encode == "nvenc":
         return NvencWriter(tmp, src, codec=encode.codec, crf=encode.crf, preset=encode.preset, format_from=dst,
                            rotation=peek_rotation(src), gpu=gpu)
     return VideoWriter(tmp, container, codec=encode.codec, crf=encode.crf, preset=encode.preset,
-                       pix_fmt=encode.pix_fmt, format_from=dst, rotation=peek_rotation(src))
+                       pix_fmt=encode.pix_fmt, format_from=dst, rotation=peek_rotation(src), packet_timing=packet_timing)
 
 
 def _run_stages(items: Iterator[DecodedFrame | CudaFrame | av.Packet], stream: DeblurStream,
@@ -297,6 +247,8 @@ def _infer(inbox: _Channel, outbox: _Channel, stream: DeblurStream, stats: RunSt
         if previous_pts is not None and item.pts is not None and item.pts <= previous_pts:
             stream.reset()  # timestamps went backwards: a splice or broken stream, not continuous motion
         previous_pts = item.pts
+        if stats.frames == 0:
+            reach("first-frame")
         t = time.perf_counter()
         frame = _upload(item.rgb, device) if device.type == "cuda" and isinstance(item.rgb, np.ndarray) else item.rgb
         motion = item.motion if isinstance(item, DecodedFrame) else None

@@ -16,7 +16,7 @@ from skimage import data
 
 from vdeblur.train.synth import ShakeConfig, render_shake_clip
 
-from .pipeline import check_output
+from .checks import check_output
 
 FPS = 24
 HEIGHT, WIDTH = 352, 512  # fits both photos (coffee is 400x600) and vdeblur_fast's multiple of 16

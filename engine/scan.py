@@ -12,18 +12,19 @@ When the output counts as complete, and so the run may succeed:
   end, counts them all and the run stops with one line saying how many and where the first one is,
   before any work, and writes nothing. Damage the decoder repairs itself (H.264 error concealment)
   gives a frame for every packet and counts as decoded;
-- the timestamps of every copied stream never go back. Those packets are copied byte for byte and
-  cannot be retimed, and a muxer refuses them out of order (concatenated MPEG-TS segments do this).
+The copied streams (audio, subtitles) are watched on the way: a stream whose packets lack timestamps
+or repeat or go back has its timestamps rebuilt from the packet durations (``packet_timing``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
 
+from .packet_timing import PacketChecker, PacketTiming
 from .timestamps import Timing, as_seconds, choose_timing
 from .video_io import VideoError, open_input
 
@@ -34,6 +35,7 @@ class SourceScan:
     lost: int  # video packets that did not decode
     first_lost: str  # where the first one was ("video packet 12 (0.500 s)"); empty when none
     timing: Timing
+    packet_timing: dict[int, PacketTiming] = field(default_factory=dict)  # copied streams, by input index
 
     def problem(self) -> str:
         """Why the output could not be complete; empty when it can."""
@@ -44,8 +46,7 @@ class SourceScan:
 
 
 def scan_source(path: str | Path) -> SourceScan:
-    """Read ``path`` once (see the module's docstring); a copied stream whose timestamps go back
-    raises ``VideoError``."""
+    """Read ``path`` once (see the module's docstring)."""
     with open_input(path) as container:
         video = container.streams.video[0]
         # Slice threads only: frame threads report a packet's decode error a few packets later,
@@ -53,9 +54,10 @@ def scan_source(path: str | Path) -> SourceScan:
         video.thread_type = "SLICE"
         counts = {"frames": 0, "lost": 0}
         first_lost: list[str] = []
+        copied = {s.index: PacketChecker(s) for s in container.streams if s.type in ("audio", "subtitle")}
 
         def frame_pts() -> Iterator[int | None]:
-            for i, packet in enumerate(_packets(container, path)):
+            for i, packet in enumerate(_packets(container, path, copied)):
                 try:
                     frames = packet.decode()
                 except av.error.FFmpegError:
@@ -68,26 +70,20 @@ def scan_source(path: str | Path) -> SourceScan:
                     yield frame.pts
 
         timing = choose_timing(frame_pts(), video.time_base, video.average_rate or video.guessed_rate)
-    return SourceScan(counts["frames"], counts["lost"], "".join(first_lost), timing)
+    return SourceScan(counts["frames"], counts["lost"], "".join(first_lost), timing,
+                      {i: checker.timing() for i, checker in copied.items()})
 
 
-def _packets(container: av.container.InputContainer, path: str | Path) -> Iterator[av.Packet]:
-    """The video packets (the flush included); the copied streams' timestamps are checked on the way."""
+def _packets(container: av.container.InputContainer, path: str | Path,
+             copied: dict[int, PacketChecker]) -> Iterator[av.Packet]:
+    """The video packets (the flush included); the copied streams' packets are shown to their checker."""
     video = container.streams.video[0]
-    last: dict[int, int] = {}
     try:
         for packet in container.demux():
             if packet.stream.index == video.index:
                 yield packet
-            elif packet.dts is not None and packet.size and packet.stream.type in ("audio", "subtitle"):
-                previous = last.get(packet.stream.index)
-                if previous is not None and packet.dts < previous:
-                    raise VideoError(
-                        f"input {path}: the {packet.stream.type} stream's timestamps go back from "
-                        f"{as_seconds(previous, packet.time_base)} to {as_seconds(packet.dts, packet.time_base)} "
-                        f"(spliced or concatenated segments); {packet.stream.type} is copied unchanged, so "
-                        f"only streams whose timestamps never go back can be written")
-                last[packet.stream.index] = packet.dts
+            elif packet.size and packet.stream.index in copied:  # size 0: a flush packet, nothing to copy
+                copied[packet.stream.index].see(packet)
     except av.error.FFmpegError as e:
         raise VideoError(f"input {path} could not be read to the end ({e.strerror or e})") from None
 

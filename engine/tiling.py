@@ -12,7 +12,6 @@ Tiles run one after another, so peak memory is one tile's activations, whatever 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,17 +21,7 @@ from vdeblur.train.motion import GlobalMotion
 from vdeblur.train.padding import Steppable, run_padded
 
 from .backends.base import Backend
-
-
-@dataclass(frozen=True)
-class TileSpec:
-    tile: int  # largest tile side in pixels
-    overlap: int = 32  # pixels shared by neighbouring tiles; make it at least the blur length
-
-    def __post_init__(self) -> None:
-        if self.overlap < 0 or self.tile < 16 or self.tile <= 2 * self.overlap:
-            raise ValueError(f"tile {self.tile} with overlap {self.overlap} is not allowed: need tile >= 16, "
-                             f"overlap >= 0 and tile > 2 x overlap")
+from .tile_spec import TileSpec
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:

@@ -20,6 +20,11 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from vdeblur.console import reach
+
+from .copy_ledger import CopyLedger
+from .packet_timing import PacketClock, PacketTiming
+
 if TYPE_CHECKING:  # the model side (torch) loads only once a model runs
     from vdeblur.train.motion import GlobalMotion
 
@@ -99,7 +104,7 @@ def demux(container: av.container.InputContainer, path: str | Path) -> Iterator[
     try:
         for packet in container.demux():
             if packet.stream.index != video.index:
-                if packet.dts is not None and packet.size:  # flush packets carry nothing to copy
+                if packet.size:  # flush packets carry nothing to copy
                     yield packet
                 continue
             for frame in packet.decode():
@@ -131,19 +136,22 @@ class VideoWriter:
 
     ``path`` may also be an FFmpeg URL (``udp://...``, ``pipe:1``) when ``format`` names the
     container; ``codec_options`` are extra encoder options (e.g. ``tune``, ``g``); ``copy_streams``
-    False writes the video stream alone (live sources, whose other streams are not retimed)."""
+    False writes the video stream alone (live sources, whose other streams are not retimed);
+    ``packet_timing`` (from ``scan.scan_source``) says which copied streams get rebuilt timestamps.
+    A copied packet the muxer refuses is left out and counted, not fatal: ``copy_losses`` says, once
+    the writer is closed, how many each stream lost and why."""
 
     def __init__(self, path: str | Path, source: av.container.InputContainer, *, codec: str = "libx264",
                  crf: int | None = 18, preset: str | None = "medium", pix_fmt: str | None = None,
                  format_from: str | Path | None = None, rotation: int = 0, format: str | None = None,
-                 codec_options: Mapping[str, str] | None = None, copy_streams: bool = True) -> None:
+                 codec_options: Mapping[str, str] | None = None, copy_streams: bool = True,
+                 packet_timing: Mapping[int, PacketTiming] | None = None) -> None:
+        from .pix_fmts import output_pix_fmt  # here: pix_fmts builds on this module
+
         self.path = Path(path)
         self.name = Path(format_from or path)  # what errors call the output: the user's name, not a part file's
         src = source.streams.video[0]
-        try:
-            av.codec.Codec(codec, "w")
-        except (av.error.FFmpegError, ValueError):
-            raise VideoError(f"video codec {codec!r} is not available for encoding; try libx264, libx265, mpeg4 or ffv1") from None
+        check_encoder(codec)
         # The container format comes from the final name's extension (``format_from``) when ``path``
         # is a temporary name.
         fmt = format or _format_for(Path(format_from or self.path))
@@ -161,7 +169,7 @@ class VideoWriter:
         self.video = self.container.add_stream(codec, rate=rate, options=options)
         cc = src.codec_context
         self.video.width, self.video.height = cc.width, cc.height
-        self.video.pix_fmt = pix_fmt or _output_pix_fmt(cc.pix_fmt or "yuv420p", self.video.codec_context.codec,
+        self.video.pix_fmt = output_pix_fmt(codec, pix_fmt)[0] if pix_fmt else _output_pix_fmt(cc.pix_fmt or "yuv420p", self.video.codec_context.codec,
                                                          odd=bool(cc.width % 2 or cc.height % 2))
         # Both time bases: with only the stream's set, libx264 encodes in 1/rate and regenerates
         # evenly spaced timestamps, losing variable frame rate.
@@ -171,10 +179,16 @@ class VideoWriter:
             setattr(self.video.codec_context, attr, getattr(cc, attr))
         self.full_range = _is_full_range(cc, cc.pix_fmt or "")
         self.copies: dict[int, av.stream.Stream] = {}
-        self._copied_s: dict[int, float] = {}  # last copied packet's time per output stream, for messages
+        self._clock = PacketClock(packet_timing or {})
+        self._ledger = CopyLedger(fmt)
+        self._unfit: dict[int, str] = {}  # input streams the container cannot hold at all -> why
         for stream in source.streams:
             if copy_streams and stream.index != src.index and stream.type in ("audio", "subtitle"):
-                out = self.container.add_stream_from_template(stream)
+                try:
+                    out = self.container.add_stream_from_template(stream)
+                except ValueError:  # e.g. SubRip into MP4: its packets are counted as not written, and why
+                    self._unfit[stream.index] = f"{fmt} cannot hold {stream.codec_context.name} {stream.type}"
+                    continue
                 out.time_base = stream.time_base  # PyAV #1953: not copied by the template
                 self.copies[stream.index] = out
         if rotation:
@@ -200,18 +214,30 @@ class VideoWriter:
 
     def copy_packet(self, packet: av.Packet) -> None:
         out = self.copies.get(packet.stream.index)
-        if out is not None:
-            seconds = float((packet.dts or 0) * (packet.time_base or 0))
-            previous = self._copied_s.get(out.index)
-            self._copied_s[out.index] = seconds
-            at = f"the {out.type} packet at {seconds:.3f} s"
-            if previous is not None and seconds <= previous:  # what MP4 and MPEG-TS refuse; Matroska takes it
-                at += f" (not after the one before it, at {previous:.3f} s)"
-            packet.stream = out
-            with self._errors_named(at):
-                self.container.mux(packet)
+        if out is None:
+            if packet.stream.index in self._unfit:  # keyed apart from the output's own stream indices
+                self._ledger.refuse(-1 - packet.stream.index, packet.stream.type, _seconds(packet),
+                                    self._unfit[packet.stream.index])
+            return
+        self._clock.stamp(packet, packet.stream.index)
+        seconds, size = _seconds(packet), packet.size
+        packet.stream = out
+        try:
+            self.container.mux(packet)
+        except (av.error.ArgumentError, av.error.InvalidDataError) as e:  # this packet, not the output, is the problem
+            self._ledger.refuse(out.index, out.type, seconds, e.strerror or type(e).__name__)
+            return
+        except av.error.FFmpegError as e:
+            raise VideoError(f"output {self.name}: the {out.type} packet at {seconds:.3f} s could not be written "
+                             f"({e.strerror or type(e).__name__})") from None
+        self._ledger.wrote(out.index, out.type, size, seconds)
+
+    def copy_losses(self) -> str:
+        """After ``close``: the copied packets the output lacks, per stream and why ("" when none)."""
+        return self._ledger.losses(self.path) if self.copies or self._unfit else ""
 
     def close(self) -> None:
+        reach("flush")
         try:
             with self._errors_named("the encoder's last frames"):
                 self.container.mux(self.video.encode(None))  # flush: the encoder holds delayed frames
@@ -236,6 +262,19 @@ class VideoWriter:
             self.close()
         else:
             self.container.close()
+
+
+def _seconds(packet: av.Packet) -> float:
+    """A packet's time, for messages."""
+    stamp = packet.dts if packet.dts is not None else packet.pts
+    return float((stamp or 0) * (packet.time_base or 0))
+
+
+def check_encoder(codec: str) -> None:
+    try:
+        av.codec.Codec(codec, "w")
+    except (av.error.FFmpegError, ValueError):
+        raise VideoError(f"video codec {codec!r} is not available for encoding; try libx264, libx265, mpeg4 or ffv1") from None
 
 
 _FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",

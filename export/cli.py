@@ -6,18 +6,22 @@ shows the traceback instead.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import click
 
 from vdeblur import DEFAULT_MODEL
-from vdeblur.train.archs.base import DeblurModel
+from vdeblur.console import ConsoleGroup, run_console
+from vdeblur.launch import SCRIPTS
 
-from .parity import CANDIDATES, THRESHOLD_DB
-from .profiles import parse_profile
+from .parity_bar import CANDIDATES, THRESHOLD_DB
+
+if TYPE_CHECKING:  # torch and the model code load only when a command runs, not for its help
+    from vdeblur.train.archs.base import DeblurModel
 
 _EXPECTED = (ValueError, KeyError, RuntimeError, OSError)
 
@@ -53,7 +57,7 @@ def _profile_options(fn: Callable[..., None]) -> Callable[..., None]:
     return click.option("--min", "min_", required=True, help="smallest frame: HxW (360x640) or NxCxHxW")(fn)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ConsoleGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="show tracebacks instead of one-line errors")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
@@ -151,6 +155,7 @@ def tensorrt_cmd(onnx_file: Path | None, min_: str, opt: str | None, max_: str |
     bundled model) through the export cache."""
     from .artifact_cache import cache_root
     from .onnx import read_graph_info
+    from .profiles import parse_profile
     from .tensorrt import BuildConfig, build_engine, import_tensorrt
 
     if onnx_file is not None and model_spec is not None:
@@ -178,6 +183,7 @@ def tensorrt_cmd(onnx_file: Path | None, min_: str, opt: str | None, max_: str |
 @click.option("--fp32", is_flag=True, help="FP32 (default FP16)")
 def torch_trt_cmd(model_spec: str | None, out: Path, min_: str, opt: str | None, max_: str | None, fp32: bool) -> None:
     """Compile with Torch-TensorRT (dynamo) and save with torch_tensorrt.save to OUT."""
+    from .profiles import parse_profile
     from .torch_trt import compile_and_save, import_torch_tensorrt
 
     import_torch_tensorrt()  # fail before loading the model if the library is absent
@@ -202,6 +208,7 @@ def trtexec_cmd(onnx_file: Path, min_: str, opt: str | None, max_: str | None, e
                 opt_level: int) -> None:
     """Print the trtexec command that builds ONNX_FILE on the target (e.g. a Jetson)."""
     from .onnx import read_graph_info
+    from .profiles import parse_profile
     from .trtexec import TrtexecOptions, format_command, trtexec_command
 
     info = read_graph_info(onnx_file)
@@ -283,21 +290,9 @@ def _read_frames(video: Path | None, count: int) -> list:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: expected errors become one line on stderr and exit code 1."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    try:
-        cli.main(args=argv, prog_name="vdeblur-export", standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(1)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except _EXPECTED as e:
-        if debug:
-            raise
-        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        click.echo(f"vdeblur-export: error: {message}", err=True)
-        sys.exit(1)
+    """Console entry point: expected errors become one line on stderr and exit code 1 (``--debug``
+    shows the traceback); Ctrl-C one line and exit code 130."""
+    run_console(cli, "vdeblur-export", SCRIPTS["vdeblur-export"][1], argv, expected=_EXPECTED)
 
 
 if __name__ == "__main__":

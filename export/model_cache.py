@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vdeblur.console import reach
+
 from .artifact_cache import (Log, atomic_write, build_lock, cache_root, check_entry, file_sha256, to_stderr,
                              with_fallback, write_record)
 from .onnx import MIN_OPSET
@@ -98,6 +100,7 @@ def _export(checkpoint: Path, out: Path, precision: str, opset: int, arch: str |
     from .onnx import export_onnx
 
     model, _ = load_checkpoint(checkpoint, arch=arch)
+    reach("export")
     export_onnx(model, out, opset=opset, precision=precision)
 
 

@@ -31,9 +31,7 @@ from vdeblur.train.frames import from_uint8
 from vdeblur.train.metrics import psnr
 
 from .dependencies import MissingDependencyError, import_onnxruntime
-
-CANDIDATES = ("torch-fp16", "torch-compile", "cuda-graphs", "onnx-fp32", "onnx-fp16")
-THRESHOLD_DB = 45.0
+from .parity_bar import CANDIDATES, THRESHOLD_DB
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """The Python half of ``scripts/gpu_session.sh``: machine facts, the run's TOML, stage records, and
-packing the results into what a rented GPU machine's runner returns (at most 8 files of at most 16 MiB,
-no deeper than 2 folders, names of letters, digits, '.', '_' and '-').
+packing the results into what the GPU machine's runner returns (``TransferLimits``: by default at most 8
+files of at most 16 MiB, no deeper than 2 folders; names of letters, digits, '.', '_' and '-').
 
     python scripts/gpu_session.py machine OUT.json [--need-cuda]
     python scripts/gpu_session.py wheels DIR             # check carried wheels fit Python 3.12 x86-64
-    python scripts/gpu_session.py travel REPO PATH...    # what the call would upload, against 64 MiB
+    python scripts/gpu_session.py travel REPO PATH...    # what the call would upload, against UPLOAD_MIB
     python scripts/gpu_session.py photos SRC DST REPO PATH...  # SRC's photos as WebP, as large as the upload allows
     python scripts/gpu_session.py runtoml CONFIG OUT.toml [--set KEY=VALUE ...]
     python scripts/gpu_session.py clip OUT.mp4 WxH FRAMES UNIQUE
@@ -22,15 +22,42 @@ import csv
 import datetime as dt
 import importlib
 import json
+import os
 import re
 import shutil
 import sys
 import tarfile
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES, MAX_FOLDERS = 8, 16 * 2**20, 64 * 2**20, 2
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class TransferLimits:
+    """What one call may upload beside the working tree, and what its runner brings back: settings of the
+    runner in use, given to the script in the environment (the names below); the defaults fit a runner
+    that takes 64 MiB up and returns 8 files of 16 MiB, 64 MiB in all, at most 2 folders down."""
+
+    upload_bytes: int = 64 * MIB  # UPLOAD_MIB
+    files: int = 8  # RETURN_FILES
+    file_bytes: int = 16 * MIB  # RETURN_FILE_MIB
+    total_bytes: int = 64 * MIB  # RETURN_MIB
+    folders: int = 2  # RETURN_DEPTH
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> TransferLimits:
+        d = cls()
+        return cls(upload_bytes=int(float(env.get("UPLOAD_MIB", d.upload_bytes / MIB)) * MIB),
+                   files=int(env.get("RETURN_FILES", d.files)),
+                   file_bytes=int(float(env.get("RETURN_FILE_MIB", d.file_bytes / MIB)) * MIB),
+                   total_bytes=int(float(env.get("RETURN_MIB", d.total_bytes / MIB)) * MIB),
+                   folders=int(env.get("RETURN_DEPTH", d.folders)))
+
+
 NAME = re.compile(r"[A-Za-z0-9._-]+")
 # Modules the run cannot do without; the set-up stage fails, naming the missing ones.
 REQUIRED = ("torch", "numpy", "av", "cv2", "numba", "click", "safetensors", "skimage", "scipy", "vdeblur.engine",
@@ -130,8 +157,8 @@ def _upload_sizes(repo: Path, carry: list[str]) -> dict[str, int]:
     return sizes
 
 
-def travel(repo: Path, carry: list[str]) -> int:
-    """What the call uploads: the tree plus the carried paths; 1 when that is over the 64 MiB limit.
+def travel(repo: Path, carry: list[str], limits: TransferLimits = TransferLimits()) -> int:
+    """What the call uploads: the tree plus the carried paths; 1 when that is over the upload limit.
     Run here, before the call."""
     sizes = _upload_sizes(repo, carry)
     for path in carry:
@@ -139,9 +166,9 @@ def travel(repo: Path, carry: list[str]) -> int:
             print(f"travel: {path} is not here (not carried)")
     total = sum(sizes.values())
     print("travel: " + ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in sizes.items()) +
-          f"; {total / 2**20:.1f} of {MAX_TOTAL_BYTES // 2**20} MiB")
-    if total > MAX_TOTAL_BYTES:
-        print(f"travel: over the upload limit of {MAX_TOTAL_BYTES // 2**20} MiB: carry less (or commit less)")
+          f"; {total / 2**20:.1f} of {limits.upload_bytes / MIB:g} MiB")
+    if total > limits.upload_bytes:
+        print(f"travel: over the upload limit of {limits.upload_bytes / MIB:g} MiB: carry less (or commit less)")
         return 1
     return 0
 
@@ -156,12 +183,12 @@ PHOTO_SPLITS = ("train", "test_dense")
 UPLOAD_MARGIN = 2**20  # what else may appear in the tree between this check and the call
 
 
-def photos(src: Path, dst: Path, repo: Path, carry: list[str]) -> int:
+def photos(src: Path, dst: Path, repo: Path, carry: list[str], limits: TransferLimits = TransferLimits()) -> int:
     """Re-encode every ``SRC/SPLIT/NAME.jpg`` of PHOTO_SPLITS as ``DST/SPLIT/NAME.webp`` at the first rung of
-    PHOTO_LADDER whose total fits in 64 MiB less the tree and the other carried paths; 1 when none fits."""
+    PHOTO_LADDER whose total fits in the upload limit less the tree and the other carried paths; 1 when none fits."""
     import cv2
 
-    budget = MAX_TOTAL_BYTES - UPLOAD_MARGIN - sum(_upload_sizes(repo, [c for c in carry if Path(c) != dst]).values())
+    budget = limits.upload_bytes - UPLOAD_MARGIN - sum(_upload_sizes(repo, [c for c in carry if Path(c) != dst]).values())
     images = {p.relative_to(src).with_suffix(".webp"): cv2.imread(str(p), cv2.IMREAD_COLOR)
               for split in PHOTO_SPLITS for p in sorted((src / split).glob("*.jpg"))}
     if not images:
@@ -340,7 +367,7 @@ def _copy(src: Path, dst: Path) -> None:
     part.replace(dst)
 
 
-def _copy_train_state(work: Path, out: Path) -> None:
+def _copy_train_state(work: Path, out: Path, limits: TransferLimits) -> None:
     """The run as train_state/<name>/ holds it: ``vdeblur.train.pack`` (run.toml, last.safetensors,
     log.csv and a slim last.train.pt: no raw weights, no Adam moments); before the first checkpoint, run.toml alone. The
     trainer writes last.safetensors then last.train.pt; a save between pack's two reads would pair
@@ -361,13 +388,13 @@ def _copy_train_state(work: Path, out: Path) -> None:
     else:
         print("pack: last.safetensors and last.train.pt kept from different steps (the trainer kept saving)")
     for path in sorted(dst.glob("*")):
-        if path.stat().st_size > MAX_FILE_BYTES:
-            split(path)
+        if path.stat().st_size > limits.file_bytes:
+            split(path, limits.file_bytes - MIB)
 
 
-def split(path: Path, chunk: int = MAX_FILE_BYTES - 2**20) -> list[Path]:
-    """A file over the 16 MiB a returned file may have (the training state of a larger model) as
-    NAME.00, NAME.01, ...: ``cat NAME.?? > NAME`` joins them."""
+def split(path: Path, chunk: int) -> list[Path]:
+    """A file over the size a returned file may have (the training state of a larger model) as NAME.00,
+    NAME.01, ... of ``chunk`` bytes: ``cat NAME.?? > NAME`` joins them."""
     parts = []
     with path.open("rb") as f:
         while data := f.read(chunk):
@@ -393,7 +420,7 @@ def _tar(results: Path, out: Path, skip: tuple[str, ...]) -> None:
     part.replace(out)
 
 
-def check_limits(out: Path) -> list[str]:
+def check_limits(out: Path, limits: TransferLimits = TransferLimits()) -> list[str]:
     """What in ``out`` the runner would not bring back, one line each; [] when all of it comes."""
     problems, total = [], 0
     files = [p for p in out.rglob("*") if p.is_file() or p.is_symlink()]
@@ -404,35 +431,35 @@ def check_limits(out: Path) -> list[str]:
             continue
         size = path.stat().st_size
         total += size
-        if size > MAX_FILE_BYTES:
-            problems.append(f"{rel} is {size / 2**20:.1f} MiB, over {MAX_FILE_BYTES // 2**20} MiB")
-        if len(rel.parts) - 1 > MAX_FOLDERS:
-            problems.append(f"{rel} is {len(rel.parts) - 1} folders down, over {MAX_FOLDERS}")
+        if size > limits.file_bytes:
+            problems.append(f"{rel} is {size / 2**20:.1f} MiB, over {limits.file_bytes / MIB:g} MiB")
+        if len(rel.parts) - 1 > limits.folders:
+            problems.append(f"{rel} is {len(rel.parts) - 1} folders down, over {limits.folders}")
         bad = [part for part in rel.parts if not NAME.fullmatch(part)]
         if bad:
             problems.append(f"{rel}: {bad} has characters other than letters, digits, '.', '_' and '-'")
-    if len(files) > MAX_FILES:
-        problems.append(f"{len(files)} files, over {MAX_FILES}: {sorted(str(p.relative_to(out)) for p in files)}")
-    if total > MAX_TOTAL_BYTES:
-        problems.append(f"{total / 2**20:.1f} MiB in all, over {MAX_TOTAL_BYTES // 2**20} MiB")
+    if len(files) > limits.files:
+        problems.append(f"{len(files)} files, over {limits.files}: {sorted(str(p.relative_to(out)) for p in files)}")
+    if total > limits.total_bytes:
+        problems.append(f"{total / 2**20:.1f} MiB in all, over {limits.total_bytes / MIB:g} MiB")
     return problems
 
 
-def pack(work: Path, out: Path) -> int:
+def pack(work: Path, out: Path, limits: TransferLimits = TransferLimits()) -> int:
     """summary.json, run.log, results.tar.gz and train_state/ into ``out``; 1 if a limit is broken."""
     out.mkdir(parents=True, exist_ok=True)
     if (work / "run.log").is_file():
         log = (work / "run.log").read_bytes()
-        (out / "run.log.part").write_bytes(log[-(MAX_FILE_BYTES - 2**20):])  # the end, where a failure is
+        (out / "run.log.part").write_bytes(log[-(limits.file_bytes - MIB):])  # the end, where a failure is
         (out / "run.log.part").replace(out / "run.log")
     results = work / "results"
     notes = []
     if results.is_dir():
         _tar(results, out / "results.tar.gz", ())
-        if (out / "results.tar.gz").stat().st_size > MAX_FILE_BYTES - 2**20:
+        if (out / "results.tar.gz").stat().st_size > limits.file_bytes - MIB:
             _tar(results, out / "results.tar.gz", (".png", ".mp4", ".mkv"))
-            notes.append("results.tar.gz: plots and videos left out to stay under 16 MiB")
-    _copy_train_state(work, out)
+            notes.append(f"results.tar.gz: plots and videos left out to stay under {limits.file_bytes / MIB:g} MiB")
+    _copy_train_state(work, out, limits)
     run = json.loads((work / "run.json").read_text()) if (work / "run.json").is_file() else {}
     run["packed"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     machine_file = results / "setup" / "machine.json"
@@ -447,7 +474,7 @@ def pack(work: Path, out: Path) -> int:
     }
     (out / "summary.json.part").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (out / "summary.json.part").replace(out / "summary.json")
-    problems = check_limits(out)
+    problems = check_limits(out, limits)
     if problems:  # written into the summary too, so that it comes back even when the rest does not
         summary["limit_problems"] = problems
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -497,16 +524,16 @@ def main(argv: list[str] | None = None) -> int:
     if a.command == "wheels":
         return wheels(a.folder)
     if a.command == "travel":
-        return travel(a.repo, a.carry)
+        return travel(a.repo, a.carry, TransferLimits.from_env())
     if a.command == "photos":
-        return photos(a.src, a.dst, a.repo, a.carry)
+        return photos(a.src, a.dst, a.repo, a.carry, TransferLimits.from_env())
     if a.command == "runtoml":
         return runtoml(a.config, a.out, a.sets)
     if a.command == "clip":
         return clip(a.out, a.size, a.frames, a.unique)
     if a.command == "record":
         return record(a.work, a.name, a.rc, a.seconds)
-    return pack(a.work, a.out)
+    return pack(a.work, a.out, TransferLimits.from_env())
 
 
 if __name__ == "__main__":

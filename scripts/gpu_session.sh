@@ -7,9 +7,12 @@
 #
 # NEVER RUN ON A GPU YET: only the rehearsal has run (tests/test_gpu_session.py runs it).
 #
-# The run this is made for: one command of at most 10 minutes on a machine with one H200, 16 cores, torch 2.11
-# + CUDA and Python 3.12 but no PyAV and no network; at most 64 MiB uploaded with the working tree; at most 8
-# files of at most 16 MiB, no deeper than 2 folders, come back. Training gets at least 5 of the 9 minutes.
+# Made for a runner that gives one command of limited time on a GPU machine without network, uploads the working
+# tree with a few carried paths, and brings a few files back. Its limits are settings (environment; defaults in
+# brackets): RUN_SECONDS [540] for the whole call, UPLOAD_MIB [64] for the tree and the carried paths together,
+# RETURN_FILES [8] files of at most RETURN_FILE_MIB [16], RETURN_MIB [64] in all and at most RETURN_DEPTH [2]
+# folders down for what comes back. The stage limits below give training at least 300 of the default 540 s.
+# The packages below are those of the image it was prepared for (Python 3.12, torch + CUDA, no PyAV).
 #
 # What comes back (OUT_DIR):
 #   summary.json       machine (GPU, driver, CUDA, torch), each stage's status/time, test counts and
@@ -58,7 +61,10 @@ PHOTOS_DENSE=${PHOTOS_DENSE:-data/photos_travel/test_dense}  # held-out photogra
 EVAL_RENDER=(--split test --sequences 24 --frames 8 --size 240x320 --seed 12 --scale 0.4 1.0 --blur-px 5 12 --prefix ev)
 DENSE_RENDER=(--split test --sequences 24 --frames 8 --size 240x320 --seed 21 --scale 0.3 0.8 --blur-px 5 12 --prefix dn --h264-crf 12 --min-detail 8)
 WHEELS=${WHEELS:-.whl}
-CARRY=${CARRY:-".whl data/photos_travel data/photos/test"}  # uploaded beside the tree (checked here against 64 MiB)
+CARRY=${CARRY:-".whl data/photos_travel data/photos/test"}  # uploaded beside the tree (checked against UPLOAD_MIB)
+# The runner's transfer limits (scripts/gpu_session.py TransferLimits reads them; these are its defaults).
+export UPLOAD_MIB=${UPLOAD_MIB:-64} RETURN_FILES=${RETURN_FILES:-8} RETURN_FILE_MIB=${RETURN_FILE_MIB:-16} \
+    RETURN_MIB=${RETURN_MIB:-64} RETURN_DEPTH=${RETURN_DEPTH:-2}
 WHEELS_EXTRA=${WHEELS_EXTRA:-.whl-nvc}             # optional second folder (pynvvideocodec), installed if present
 BENCH_MODELS=${BENCH_MODELS:-vdeblur_deep,vdeblur_fast}  # registry names; weights: bundled, or BENCH_CHECKPOINTS
 BENCH_CHECKPOINTS=${BENCH_CHECKPOINTS:-}           # space-separated NAME=PATH
@@ -227,10 +233,11 @@ stage_train() {
     model=$("$PY" "$HELPER" runtoml "$config" "$WORK/run.toml" "${set_args[@]}" | tail -1) || return 1
     # Training takes what is left of the run, less the evaluation and the last pack.
     local left=$((RUN_SECONDS - (SECONDS - RUN_T0) - TRAIN_RESERVE))
-    [[ $MODE == rehearse ]] && left=30  # the 4 steps end it; run_step scales the limit by SLACK
     (( left >= 30 )) || { note "only ${left}s left: no training"; return 1; }
     local minutes
     minutes=$(awk "BEGIN {printf \"%.2f\", ($left - 20) * $SLACK / 60}")  # 20 s for start-up and the final save
+    # The rehearsal asks for its 4 steps and gets them, however busy this machine is: its time limit is
+    # what is left of the whole (scaled) run, there only to catch a hang.
     local eval_dir=$EVAL_PATH dense_dir=$EVAL_DENSE_PATH renderer="" eval_args=(--clips 4 --clip-size 256x256)
     [[ $MODE == rehearse ]] && eval_args=(--clips 1 --clip-size 64x64)
     local renders=()  # "SOURCE OUT ARGS..." per held-out set missing here; rendered on one core while the others train
@@ -291,8 +298,9 @@ fi
 
 MODE=device
 [[ ${1:-} == --rehearse ]] && { MODE=rehearse; shift; }
-# Every limit times SLACK: the rehearsal checks the plumbing, not the timing, and may share a busy CPU.
-if [[ $MODE == rehearse ]]; then SLACK=${SLACK:-4} RUN_SECONDS=$((RUN_SECONDS * SLACK)); else SLACK=${SLACK:-1}; fi
+# Every limit times SLACK: the rehearsal checks the plumbing, not the timing, and may share a busy CPU; its
+# limits only catch a hang (a stage that needs N steps or frames asks for them and gets them all).
+if [[ $MODE == rehearse ]]; then SLACK=${SLACK:-20} RUN_SECONDS=$((RUN_SECONDS * SLACK)); else SLACK=${SLACK:-1}; fi
 [[ $# == 1 && -n $1 ]] || usage
 for s in ${STAGES//,/ }; do
     [[ $s =~ ^(setup|tests|figures|train)$ ]] || { echo "gpu_session: stage $s unknown; allowed: setup,tests,figures,train" >&2; exit 2; }

@@ -10,7 +10,7 @@ from vdeblur import DEFAULT_MODEL
 from vdeblur.benchmarks.cli import bench
 from vdeblur.engine.cli import cli as vdeblur
 from vdeblur.export.cli import cli as vdeblur_export
-from vdeblur.train.cli import main as vdeblur_train
+from vdeblur.train.cli import cli as vdeblur_train
 
 TOOLS = {"vdeblur": vdeblur, "vdeblur-export": vdeblur_export, "vdeblur-bench": bench, "vdeblur-train": vdeblur_train}
 

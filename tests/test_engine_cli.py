@@ -173,7 +173,7 @@ def test_two_inputs_of_the_same_name_into_one_folder_are_refused(tmp_path: Path,
 
 
 def test_default_threads_are_the_cores_other_processes_leave_free(monkeypatch) -> None:
-    from vdeblur.engine.pipeline import inference_threads
+    from vdeblur.engine.options import inference_threads
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     assert inference_threads(load=0.2) == 2  # idle: every core, as torch's own default

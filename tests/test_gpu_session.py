@@ -25,6 +25,7 @@ EXPECTED = ["results.tar.gz", "run.log", "summary.json", "train_state/last.safet
 def _helper():
     spec = importlib.util.spec_from_file_location("gpu_session", REPO / "scripts" / "gpu_session.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -59,7 +60,7 @@ def rehearsal(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("session")
     before = _tree()
     done = subprocess.run(["bash", str(SCRIPT), "--rehearse", str(tmp / "out")], env=_env(tmp), capture_output=True,
-                          text=True, timeout=1200, check=False)
+                          text=True, timeout=3600, check=False)  # a hang guard, not a speed test
     return done, tmp, before
 
 
@@ -172,7 +173,7 @@ def test_photographs_are_re_encoded_as_large_as_the_upload_allows(tmp_path: Path
     full = sum(len(cv2.imencode(".webp", cv2.imread(str(p)), [cv2.IMWRITE_WEBP_QUALITY, 85])[1])
                for split in ("train", "test_dense") for p in (src / split).glob("*.jpg"))
     budget = full // 2  # the photographs at their own size do not fit
-    (repo / "ballast.bin").write_bytes(os.urandom(helper.MAX_TOTAL_BYTES - helper.UPLOAD_MARGIN - budget))
+    (repo / "ballast.bin").write_bytes(os.urandom(helper.TransferLimits().upload_bytes - helper.UPLOAD_MARGIN - budget))
     assert helper.photos(src, tmp_path / "travel", repo, []) == 0
     written = sorted(p.relative_to(tmp_path / "travel") for p in (tmp_path / "travel").rglob("*.webp"))
     assert written == [Path("test_dense/test_dense.webp"), Path("train/train.webp")]  # test travels as it is
@@ -180,7 +181,7 @@ def test_photographs_are_re_encoded_as_large_as_the_upload_allows(tmp_path: Path
     assert total <= budget and "photos: 2 photos at <=" in capsys.readouterr().out
     sides = {max(cv2.imread(str(p)).shape[:2]) for p in (tmp_path / "travel").rglob("*.webp")}
     assert len(sides) == 1 and sides.pop() < 1400  # one rung for all, smaller than the source: the budget is tight
-    (repo / "ballast.bin").write_bytes(os.urandom(helper.MAX_TOTAL_BYTES - helper.UPLOAD_MARGIN - 1000))
+    (repo / "ballast.bin").write_bytes(os.urandom(helper.TransferLimits().upload_bytes - helper.UPLOAD_MARGIN - 1000))
     assert helper.photos(src, tmp_path / "travel2", repo, []) == 1
     assert "do not fit" in capsys.readouterr().out and not (tmp_path / "travel2").exists()
 
@@ -203,6 +204,22 @@ def test_limit_check_names_every_file_the_device_tool_would_not_return(tmp_path:
     for expected in ("deeper.txt is 3 folders down", "big.pt is 17.0 MiB, over 16 MiB", "a b.txt",
                      "link is a link", "files, over 8"):
         assert expected in problems, problems
+
+
+def test_transfer_limits_are_settings_of_the_runner(tmp_path: Path) -> None:
+    helper = _helper()
+    limits = helper.TransferLimits.from_env({"RETURN_FILES": "2", "RETURN_FILE_MIB": "0.5", "RETURN_DEPTH": "0",
+                                             "UPLOAD_MIB": "1024"})
+    assert limits == helper.TransferLimits(upload_bytes=2**30, files=2, file_bytes=2**19, folders=0)
+    assert helper.TransferLimits.from_env({}) == helper.TransferLimits()
+    out = tmp_path / "out"
+    (out / "a").mkdir(parents=True)
+    for name in ("x.json", "y.json", "a/z.json"):
+        (out / name).write_bytes(bytes(2**19 + 1))
+    problems = "\n".join(helper.check_limits(out, limits))
+    for expected in ("a/z.json is 1 folders down, over 0", "x.json is 0.5 MiB, over 0.5 MiB", "3 files, over 2"):
+        assert expected in problems, problems
+    assert helper.check_limits(out) == []  # the defaults take all of it
 
 
 def test_oversized_training_state_is_split_and_joins_back(tmp_path: Path) -> None:

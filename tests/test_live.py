@@ -406,13 +406,51 @@ def test_ctrl_c_closes_a_live_recording(tmp_path: Path, fast_checkpoint) -> None
     assert len(got) >= 10 and got == sorted(set(got)) and _no_part_files(tmp_path)
 
 
+def _waiting(port: int, out: Path, fast_checkpoint: Path) -> tuple[subprocess.Popen, list[str]]:
+    """``vdeblur udp://...:port out`` started before any sender, and its lines up to the one saying it waits."""
+    proc = subprocess.Popen([sys.executable, "-m", "vdeblur.engine.cli", f"udp://127.0.0.1:{port}", str(out),
+                             "--model", str(fast_checkpoint), "--threads", "1", "--source-timeout", "1"],
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_in_a_terminal)
+    lines = [proc.stderr.readline()]
+    while lines[-1] and "waiting for" not in lines[-1]:  # the process says it before it waits: no race
+        lines.append(proc.stderr.readline())
+    return proc, lines
+
+
+def test_a_late_udp_sender_is_waited_for(tmp_path: Path, fast_checkpoint) -> None:
+    port, out = _free_port(), tmp_path / "late.mkv"
+    proc, lines = _waiting(port, out, fast_checkpoint)
+    try:
+        assert lines[-1].strip() == f"vdeblur: waiting for udp://127.0.0.1:{port} to send video (Ctrl-C stops)", lines
+        with _UdpSender(port, frames=30, delay=0.0):  # starts only now, however long that took
+            rest = proc.communicate(timeout=120)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "went quiet" in rest and "waiting" not in rest, "".join(lines) + rest
+    got = _indices(str(out))
+    assert got and got == sorted(set(got)) and _no_part_files(tmp_path)
+
+
+def test_ctrl_c_while_waiting_for_a_source_leaves_nothing(tmp_path: Path, fast_checkpoint) -> None:
+    port, out = _free_port(), tmp_path / "never.mp4"
+    proc, lines = _waiting(port, out, fast_checkpoint)
+    try:
+        assert "waiting for" in lines[-1], lines
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=30)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and rest.strip() == "vdeblur: interrupted; no output was written", rest
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- refusals: one line, exit 1, nothing left behind ---------------------------------------------
 
 @pytest.mark.parametrize("source, sink, expected", [
     ("ftp://127.0.0.1/x.ts", "out.mp4", "unsupported scheme ftp://; allowed: .*udp://"),
     ("/dev/video99", "out.mp4", "capture device /dev/video99 does not exist"),
     ("rtsp://127.0.0.1:{tcp}/cam", "out.mp4", "refused the connection"),
-    ("udp://127.0.0.1:{udp}", "out.mp4", "sent no video within 0.5 s"),
+    ("udp://127.0.0.1:{udp}", "out.mp4", r"sent no video within 0.5 s \(--wait\)"),
     ("{clip}", "gopher://127.0.0.1/x", "unsupported scheme gopher://; allowed: .*udp://"),
     ("{clip}", "rtsp://127.0.0.1:{tcp}/live", "sink rtsp://.* could not be opened"),
 ])
@@ -426,18 +464,17 @@ def test_bad_sources_and_sinks_fail_in_one_line(tmp_path: Path, fast_checkpoint,
     source, sink = source.format(**fill), sink.format(**fill)
     sink = str(tmp_path / sink) if "://" not in sink else sink
     before = set(tmp_path.iterdir())
-    result = CliRunner().invoke(cli, [source, sink, "--model", str(fast_checkpoint), "--quiet",
-                                      "--source-timeout", "0.5"])
+    result = CliRunner().invoke(cli, [source, sink, "--model", str(fast_checkpoint), "--quiet", "--wait", "0.5"])
     assert result.exit_code == 1 and re.search(expected, result.output), result.output
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert set(tmp_path.iterdir()) == before  # no output, no part file
 
 
 @pytest.mark.parametrize("stdin, expected", [("empty", "ended before a video arrived"),
-                                             ("silent", "sent no video within 1 s")])
+                                             ("silent", "sent no video within 1 s (--wait)")])
 def test_a_pipe_without_data_fails_in_one_line(tmp_path: Path, fast_checkpoint, stdin: str, expected: str) -> None:
     out = tmp_path / "out.mp4"
-    args = ["-", str(out), "--model", str(fast_checkpoint), "--quiet", "--source-timeout", "1"]
+    args = ["-", str(out), "--model", str(fast_checkpoint), "--quiet", "--source-timeout", "1", "--wait", "1"]
     if stdin == "empty":
         result = _cli(*args, stdin=subprocess.DEVNULL)
         code, err = result.returncode, result.stderr.decode()

@@ -1,7 +1,10 @@
 """Real-world containers and timestamps, generated here with PyAV (nothing downloaded): each case's
 output plays, has every frame the input decodes to, strictly increasing timestamps (the input's where
-valid, else regenerated from the frame rate with one line saying so) and the input's audio bytes;
-a case that cannot give a complete output fails in one line, exit 1, with nothing written."""
+valid, else regenerated from the frame rate with one line saying so) and the input's audio bytes,
+packet for packet, with strictly increasing timestamps (rebuilt from the packet durations, with one
+line saying so, where the input's are missing, repeated or go back); a packet the muxer cannot take
+is named in the summary line. A case that cannot give a complete output fails in one line, exit 1,
+with nothing written."""
 
 from __future__ import annotations
 
@@ -12,11 +15,13 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import make_clip
 
 from vdeblur.engine.cli import cli
+from vdeblur.engine.sample import mux_tone
 from vdeblur.engine.timestamps import choose_timing
 from vdeblur.engine.video_io import peek_rotation
 
@@ -88,6 +93,44 @@ def pack_b_frames(src: Path, dst: Path) -> Path:
     return _remux(src, dst, lambda i, p: (packed[i], i, i), audio=False)
 
 
+def avi_audio_at_zero(tmp: Path, damage_first: bool = False) -> Path:
+    """MPEG-4 video with AC-3 audio in an AVI made by a stream copy from another AVI, as cutting
+    Megamind.avi of OpenCV's samples with a stream copy makes it: the audio packets demux with
+    repeated timestamps (there all 0; here 0 for the first ten, then 1). ``damage_first``: the first audio packet lacks its first half, as a cut made in the middle of
+    a frame leaves it, so that it does not decode (as Megamind.avi's own first packet)."""
+    plain = tmp / "plain.avi"
+    with av.open(str(plain), "w") as c:
+        video = c.add_stream("mpeg4", rate=24)
+        video.width, video.height, video.pix_fmt, video.time_base = 64, 48, "yuv420p", _PER_FRAME
+        audio = c.add_stream("ac3", rate=48000, layout="mono")
+        rng = np.random.default_rng(0)
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), format="rgb24")
+            frame.pts = i
+            c.mux(video.encode(frame))
+        c.mux(video.encode(None))
+        mux_tone(c, audio, 24000, 0.3)
+    dst = tmp / "in.avi"
+    with av.open(str(plain)) as i, av.open(str(dst), "w") as o:
+        streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        first = True
+        for packet in i.demux():
+            if not packet.size:
+                continue
+            if packet.stream.type == "audio" and first and damage_first:
+                cut = av.Packet(bytes(packet)[packet.size // 2:])
+                cut.pts, cut.dts, cut.time_base = packet.pts, packet.dts, packet.time_base
+                cut.stream, packet = streams[packet.stream.index], cut
+            else:
+                packet.stream = streams[packet.stream.index]
+            first = first and packet.stream.type != "audio"
+            o.mux(packet)
+    with av.open(str(dst)) as c:
+        stamps = [p.pts for p in c.demux(audio=0) if p.size]
+    assert stamps[0] == 0 and len(set(stamps)) <= len(stamps) // 4, f"the AVI muxer kept the audio timestamps: {stamps}"
+    return dst
+
+
 def restamp(src: Path, dst: Path, times_ms: list[int]) -> Path:
     """The same frames with the timestamps ``times_ms`` (intra-only or B-frame-free input: one
     packet per frame, in display order)."""
@@ -142,6 +185,7 @@ class Case:
     make: Callable[[Path], Path]  # writes the input into a folder, returns its path
     expect: str  # "kept", "regenerated" or a regex of the one-line refusal
     output: str = "out.mp4"
+    audio: str = "kept"  # "kept", "rebuilt" (timestamps rebuilt, one line says so) or "first-left-out" (by the muxer)
 
 
 CASES = {
@@ -164,7 +208,9 @@ CASES = {
                                       "kept"),
     "ts-concatenated-video": Case(lambda t: concatenate(t / "in.ts", *_ts_segments(t, audio=False)), "regenerated"),
     "ts-concatenated-with-audio": Case(lambda t: concatenate(t / "in.ts", *_ts_segments(t, audio=True)),
-                                       r"audio stream's timestamps go back .* only streams whose timestamps never go back"),
+                                       "regenerated", audio="rebuilt"),
+    "ts-concatenated-with-audio-to-mkv": Case(lambda t: concatenate(t / "in.ts", *_ts_segments(t, audio=True)),
+                                              "regenerated", "out.mkv", audio="rebuilt"),
     "mp4-start-offset-edit-list": Case(lambda t: make_clip_at(t / "in.mp4", times_ms=[500 + x for x in _TIMES]), "kept"),
     "mov-b-frames-edit-list": Case(lambda t: make_clip_at(t / "in.mov", options={"bf": "2"}), "kept", "out.mov"),
     "mkv-vfr": Case(lambda t: make_clip_at(t / "in.mkv", vfr=True), "kept", "out.mkv"),
@@ -177,15 +223,21 @@ CASES = {
     "mp4-rotated": Case(lambda t: make_clip_at(t / "in.mp4", rotation=90, frames=4), "kept"),
     "mp4-audio-outlasts-video": Case(lambda t: make_clip_at(t / "in.mp4", frames=6, audio_s=2.0), "kept"),
     # FFmpeg's AVI muxer writes an audio stream it did not encode with repeated timestamps (see
-    # pack_b_frames): MP4 refuses them, named by the user's output, Matroska takes them.
+    # pack_b_frames): MP4 would refuse them as they are, Matroska takes them; both get rebuilt ones.
     "avi-repeated-audio-timestamps": Case(lambda t: _remux(make_clip_at(t / "c.avi", time_base=_PER_FRAME,
                                                                         codec="mjpeg", pix_fmt="yuvj420p"),
                                                            t / "in.avi", lambda i, p: (bytes(p), p.pts, p.dts)),
-                                          r"^vdeblur: error: output \S*out\.mp4: the audio packet at 0\.\d+ s \(not "
-                                          r"after the one before it, at 0\.\d+ s\) could not be written "
-                                          r"\(Invalid argument\)$"),
+                                          "kept", audio="rebuilt"),
     "avi-repeated-audio-timestamps-to-mkv": Case(lambda t: CASES["avi-repeated-audio-timestamps"].make(t), "kept",
-                                                 "out.mkv"),
+                                                 "out.mkv", audio="rebuilt"),
+    "avi-audio-without-timestamps": Case(avi_audio_at_zero, "kept", audio="rebuilt"),
+    "avi-audio-without-timestamps-to-mkv": Case(avi_audio_at_zero, "kept", "out.mkv", audio="rebuilt"),
+    # Matroska takes an AC-3 packet that does not decode as it is; FFmpeg's MP4 muxer leaves it out
+    # (it parses the first AC-3 packets for the stream's header), which the summary line says.
+    "avi-undecodable-first-audio-packet-to-mkv": Case(lambda t: avi_audio_at_zero(t, damage_first=True), "kept",
+                                                      "out.mkv", audio="rebuilt"),
+    "avi-undecodable-first-audio-packet": Case(lambda t: avi_audio_at_zero(t, damage_first=True), "kept",
+                                               audio="first-left-out"),
     # Damage the decoder repairs (H.264 error concealment) leaves a frame for every packet: complete.
     "mkv-h264-damaged-slice": Case(lambda t: corrupt(make_clip_at(t / "c.mkv"), t / "in.mkv", frame=6, length=16),
                                    "kept"),
@@ -229,12 +281,29 @@ def test_real_world_case(tmp_path: Path, fast_checkpoint: Path, name: str) -> No
         assert out == pytest.approx([out[0] + i / rate for i in range(len(out))], abs=1e-3)
     else:
         assert out == pytest.approx(source, abs=1e-3)  # the input's own, a jump or an offset included
-    assert _audio(dst) == _audio(src)
+    _check_audio(case.audio, src, dst, text)
     assert peek_rotation(dst) == peek_rotation(src)
     with av.open(str(src)) as a, av.open(str(dst)) as b:
         assert (b.streams.video[0].width, b.streams.video[0].height) == (a.streams.video[0].width, a.streams.video[0].height)
         assert ("10" in b.streams.video[0].codec_context.pix_fmt) == ("10" in a.streams.video[0].codec_context.pix_fmt)
         assert _full_range(b) == _full_range(a)
+
+
+def _check_audio(expect: str, src: Path, dst: Path, text: str) -> None:
+    rebuilt = "timestamps rebuilt from the packet durations" in text
+    assert rebuilt == (expect in ("rebuilt", "first-left-out")), text
+    assert len(re.findall("rebuilt", text)) == rebuilt, text
+    kept = _audio(src)
+    if expect == "first-left-out":
+        assert re.search(rf"; 1 of {len(kept)} audio packets left out by the mp4 muxer, which drops packets it "
+                         r"cannot parse \(the first at 0\.000 s\)", text), text
+        kept = kept[1:]
+    else:
+        assert "left out" not in text and "not written" not in text, text
+    assert _audio(dst) == kept
+    with av.open(str(dst)) as c:
+        times = [p.dts for p in c.demux(audio=0) if p.size] if c.streams.audio else []
+    assert all(b > a for a, b in zip(times, times[1:])), times
 
 
 def _full_range(container: av.container.InputContainer) -> bool:
@@ -265,3 +334,40 @@ def test_timing_keeps_valid_timestamps_and_regenerates_broken_ones() -> None:
     assert [coarse.pts(i, None) for i in range(3)] == [0, 1, 2]
     ntsc = choose_timing([0, 0], Fraction(1, 90000), Fraction(30000, 1001))
     assert [ntsc.pts(i, 0) for i in range(3)] == [0, 3003, 6006]
+
+
+def with_subtitles(tmp: Path) -> Path:
+    """A clip with AAC audio and a SubRip subtitle stream of two cues, in Matroska."""
+    clip, srt, dst = make_clip_at(tmp / "clip.mkv", frames=12), tmp / "cues.srt", tmp / "in.mkv"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,200\nHello\n\n2\n00:00:00,200 --> 00:00:00,400\nWorld\n")
+    with av.open(str(clip)) as v, av.open(str(srt)) as s, av.open(str(dst), "w") as o:
+        streams = {st.index: o.add_stream_from_template(st) for st in v.streams}
+        cues = o.add_stream_from_template(s.streams.subtitles[0])
+        for packet in v.demux():
+            if packet.size:
+                packet.stream = streams[packet.stream.index]
+                o.mux(packet)
+        for packet in s.demux():
+            if packet.size:
+                packet.stream = cues
+                o.mux(packet)
+    return dst
+
+
+def _subtitles(path: Path) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(subtitles=0) if p.size] if c.streams.subtitles else []
+
+
+@pytest.mark.parametrize("output", ["out.mkv", "out.mp4"])
+def test_subtitles_are_copied_or_counted_where_the_container_cannot_hold_them(tmp_path: Path, fast_checkpoint: Path,
+                                                                            output: str) -> None:
+    src, dst = with_subtitles(tmp_path), tmp_path / output
+    result = CliRunner().invoke(cli, [str(src), str(dst), "--model", str(fast_checkpoint), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert len(_subtitles(src)) == 2 and _audio(dst) == _audio(src)
+    if output == "out.mkv":
+        assert _subtitles(dst) == _subtitles(src) and "not written" not in result.output
+    else:  # MP4 holds only its own text format: the stream cannot go in at all, and the summary says so
+        assert _subtitles(dst) == [] and "2 of 2 subtitle packets not written: the mp4 muxer refused them " \
+                                         "(mp4 cannot hold srt subtitle; the first at 0.000 s)" in result.output

@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 from conftest import write_tiny_gopro
 
-from vdeblur.train.cli import main
+from vdeblur.train.cli import cli as main
 from vdeblur.train.config import Config, ConfigError, apply_sets, from_dict, list_presets, load_config
 from vdeblur.train.distributed import DistInfo
 from vdeblur.train.registry import list_models

@@ -10,17 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import torch
 
-from .config import list_presets, load_config, preset_path
-from .distributed import setup, teardown
-from .trainer import Trainer
+from vdeblur.console import ConsoleCommand, reach, run_console
+from vdeblur.launch import SCRIPTS
 
 # Errors a user can fix from the command line; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, ImportError, OSError)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=ConsoleCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", metavar="PRESET|FILE.toml", help="a preset name (see --list-presets) or a TOML file")
 @click.option("--steps", type=click.IntRange(min=1), help="total training steps (overrides train.steps)")
 @click.option("--out", type=click.Path(path_type=Path), help="run folder for checkpoints and log.csv [runs/<preset>]")
@@ -36,20 +34,27 @@ USER_ERRORS = (ValueError, KeyError, FileNotFoundError, ImportError, OSError)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (1 is fastest on a busy shared machine)")
 @click.option("--list-presets", "show_presets", is_flag=True, help="print the preset names and exit")
 @click.option("--debug", is_flag=True, help="show tracebacks")
-def main(config: str | None, steps: int | None, out: Path | None, resume: bool, device: str, sets: tuple[str, ...],
+def cli(config: str | None, steps: int | None, out: Path | None, resume: bool, device: str, sets: tuple[str, ...],
          time_limit: float | None, cpu_limit: float | None, init_from: Path | None, threads: int | None,
          show_presets: bool, debug: bool) -> None:
     """Train a deblurring generator (GAN or content-only) with checkpoints and exact resume."""
     if show_presets:
+        from .config import list_presets
+
         click.echo("\n".join(list_presets()))
         return
     if not config:
         raise click.UsageError("give --config PRESET|FILE.toml (or --list-presets)")
+    if resume and init_from:
+        raise click.UsageError("--resume continues a run in --out; --init-from starts a new one: give one of them")
+    # torch and the training code load only now, after the arguments were checked: help and usage
+    # errors come without waiting for them.
+    reach("imports")
+    import torch
+
     if threads:
         torch.set_num_threads(threads)
     try:
-        if resume and init_from:
-            raise click.UsageError("--resume continues a run in --out; --init-from starts a new one: give one of them")
         train(config, steps, out, resume, device, sets, time_limit, cpu_limit, init_from)
     except USER_ERRORS as e:
         if debug:
@@ -60,6 +65,10 @@ def main(config: str | None, steps: int | None, out: Path | None, resume: bool, 
 
 def train(config: str, steps: int | None, out: Path | None, resume: bool, device: str, sets: tuple[str, ...],
           time_limit: float | None, cpu_limit: float | None = None, init_from: Path | None = None) -> None:
+    from .config import load_config, preset_path
+    from .distributed import setup, teardown
+    from .trainer import Trainer
+
     cfg = load_config(config, [*sets, *([f"train.steps={steps}"] if steps else [])])
     out = out or Path("runs") / preset_path(config).stem
     info = setup(device)
@@ -75,6 +84,10 @@ def train(config: str, steps: int | None, out: Path | None, resume: bool, device
             click.echo(f"stopped at step {trainer.step}: {shown}; checkpoint {out / 'last.safetensors'}")
     finally:
         teardown(info)
+
+
+def main() -> None:
+    run_console(cli, "vdeblur-train", SCRIPTS["vdeblur-train"][1])
 
 
 if __name__ == "__main__":

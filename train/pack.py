@@ -8,7 +8,8 @@ state, but neither the raw generator weights nor the Adam moments. Resuming from
 weights from the EMA copy and the optimiser from zero moments; everything else continues exactly.
 
 Why the slim state: every byte committed here also travels with the working tree to a time-boxed GPU run
-(docs/gpu_session.md), whose upload limit is 64 MiB with the PyAV wheel (34 MiB) and the photographs in it. The full state
+(docs/gpu_session.md), whose upload is bounded (``UPLOAD_MIB``, 64 MiB by default, with the PyAV wheel's 34 MiB
+and the photographs in it). The full state
 of ``vdeblur_deep`` (raw weights + two Adam moments + EMA, 34 MiB) cannot travel; the slim one is the
 EMA alone, and with ``--link-to`` not even that when the EMA *is* the bundled model (a relative
 symbolic link then stands for it). What the slimming changes is small: the EMA is what is evaluated and

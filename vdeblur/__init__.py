@@ -5,8 +5,12 @@ The code lives in the repository's top-level folders, installed as sub-packages:
 ``vdeblur.engine`` (streaming decode -> deblur -> encode) and ``vdeblur.benchmarks``.
 """
 
-from importlib import resources
-from pathlib import Path
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __version__ = "0.1.0"
 
@@ -17,4 +21,9 @@ DEFAULT_MODEL = "vdeblur_deep"
 
 def bundled_model_path(name: str = DEFAULT_MODEL) -> Path:
     """Path of a checkpoint shipped inside the package (``vdeblur/models/<name>.safetensors``)."""
+    # Imported here: every console script imports this package first, and its start must stay short
+    # (vdeblur.launch answers Ctrl-C only once this package has loaded).
+    from importlib import resources
+    from pathlib import Path
+
     return Path(str(resources.files("vdeblur") / "models" / f"{name}.safetensors"))

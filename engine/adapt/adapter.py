@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vdeblur.console import reach
 from vdeblur.train.archs.base import DeblurModel, padded_size
 
 from .finetune import TuneSettings, finetune, pairs_psnr, restore
@@ -67,10 +68,15 @@ class AdaptConfig:
     replay: float = 0.0
     seed: int = 0
     tune: TuneSettings = TuneSettings()
+    # Fine-tuning steps to take whatever they cost, instead of as many as the budget allows: a run
+    # that must be the same on any machine, at any load (tests, comparisons of settings).
+    steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.budget_s is not None and self.budget_s <= 0:
             raise ValueError(f"the adaptation budget must be > 0 seconds; got {self.budget_s}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1; got {self.steps}")
         if min(self.crop, self.window, self.train_clips, self.check_clips, self.check_frames, self.sources) < 1:
             raise ValueError("crop, window, train_clips, check_clips, check_frames and sources must be >= 1")
         if not 0 <= self.replay <= 1:
@@ -125,6 +131,7 @@ def adapt_model(clip: str | Path | Iterable[np.ndarray], base: DeblurModel, conf
     budget_s)`` is called as the budget is spent."""
     started = time.monotonic()
     survey = _survey(clip, total, config.neighbours)
+    reach("adapt")
     budget = config.budget_s or default_budget(survey.frames, survey.height, survey.width,
                                                next(base.parameters()).device)
     picked = survey.candidates[:config.sources]
@@ -164,7 +171,8 @@ def adapt_model(clip: str | Path | Iterable[np.ndarray], base: DeblurModel, conf
         if progress is not None:
             progress(min(time.monotonic() - started, budget), budget)
 
-    run = finetune(base, train_x, train_y, deadline=deadline, settings=config.tune, seed=config.seed, progress=report)
+    run = finetune(base, train_x, train_y, deadline=deadline, settings=config.tune, seed=config.seed, progress=report,
+                   steps=config.steps)
     gain = float(pairs_psnr(run.model, check_x, check_y).mean()) - base_psnr
     real_gain = real_frames_gain(base_real, window_outputs(run.model, real), real) if real else float("nan")
     keep = run.steps > 0 and passes_checks(gain, real_gain, config.keep_margin_db)

@@ -51,9 +51,10 @@ class TuneRun:
 
 def finetune(base: DeblurModel, blurred: np.ndarray, sharp: np.ndarray, *, deadline: float,
              settings: TuneSettings = TuneSettings(), seed: int = 0,
-             progress: Callable[[int, float], None] | None = None) -> TuneRun:
+             progress: Callable[[int, float], None] | None = None, steps: int | None = None) -> TuneRun:
     """Train a copy of ``base`` on (N, T, S, S, 3) uint8 pairs until ``time.monotonic()`` passes
-    ``deadline``; ``progress(step, loss)`` after every step."""
+    ``deadline``, or for exactly ``steps`` steps when given (then the deadline is not looked at);
+    ``progress(step, loss)`` after every step."""
     device = next(base.parameters()).device
     model = copy.deepcopy(base).train()
     trainable = _trainable(model, settings.layers)
@@ -61,8 +62,8 @@ def finetune(base: DeblurModel, blurred: np.ndarray, sharp: np.ndarray, *, deadl
     content, fft = content_loss(settings.content), FFTLoss() if settings.fft_weight > 0 else None
     x_all, y_all = from_uint8(blurred), from_uint8(sharp)  # (N, T, 3, S, S)
     gen = torch.Generator().manual_seed(seed)
-    steps, loss_value = 0, float("nan")
-    while time.monotonic() < deadline:
+    done, loss_value = 0, float("nan")
+    while done < steps if steps is not None else time.monotonic() < deadline:
         pick = torch.randint(len(x_all), (min(settings.batch, len(x_all)),), generator=gen)
         x, y = _augment(x_all[pick], y_all[pick], gen)
         x, y = x.to(device), y.to(device).flatten(0, 1)
@@ -75,10 +76,10 @@ def finetune(base: DeblurModel, blurred: np.ndarray, sharp: np.ndarray, *, deadl
         loss.backward()
         nn.utils.clip_grad_norm_(trainable, settings.grad_clip)
         opt.step()
-        steps, loss_value = steps + 1, loss.item()
+        done, loss_value = done + 1, loss.item()
         if progress is not None:
-            progress(steps, loss_value)
-    return TuneRun(model.eval(), steps, loss_value)
+            progress(done, loss_value)
+    return TuneRun(model.eval(), done, loss_value)
 
 
 @torch.no_grad()
