@@ -44,7 +44,7 @@ case "$name" in
   # dead leaves keep their 2:1), text_control is the same run without it.
   # Tenth stage: the previous frame aligned by the global camera motion (aligned_prev: model.aligned_previous,
   # train/motion.py) grown onto INIT (the bundled step-38000 weights), windows of 4 frames at batch 4 (three of
-  # four frames have a previous one; the same frames per batch), one annealed schedule of 6000 steps (~85 CPU-min) at the
+  # four frames have a previous one; the same frames per batch), one annealed schedule of 4500 steps (~62 CPU-min) at the
   # ninth stage's learning rate; its control is text_control (the same weights continued, ~90 CPU-minutes).
   pool|pool_align|pool_grow|restart|restart_grow|restart_align|text_with|text_control|aligned_prev)
     case "$name" in
@@ -61,7 +61,7 @@ case "$name" in
       restart_grow) pool_sets+=(--set train.steps=17500) ;;
       restart_align) pool_sets+=(--set train.steps=14000) ;;
       text_with|text_control) pool_sets+=(--set train.steps=12000) ;;
-      aligned_prev) pool_sets+=(--set train.steps=6000) ;;
+      aligned_prev) pool_sets+=(--set train.steps=4500) ;;
     esac
     [ -f "runs/study/$name/last.train.pt" ] && exec vdeblur-train "${pool_sets[@]}" --resume
     exec vdeblur-train "${pool_sets[@]}" --init-from "$INIT" ;;
