@@ -172,7 +172,7 @@ def test_warp_moves_features_by_the_flow_and_aligned_feedback_grows_onto_a_train
     assert torch.equal(moved[..., 0, -1], features[..., 0, -1])  # past the edge: the edge value
     # Grown onto the bundled weights, the aligned path changes nothing until it is trained.
     small, _ = load_checkpoint(bundled_model_path("vdeblur_deep"))
-    aligned = build_model("vdeblur_deep", {"feedback_align": True}).eval()
+    aligned = build_model("vdeblur_deep", {**small.cfg.__dict__, "feedback_align": True}).eval()
     added = aligned.load_grown(small.state_dict())
     assert added and all(k.split(".")[0] in ("flow", "aligned_in") for k in added)
     frame = torch.rand(1, 3, 48, 64)
