@@ -12,6 +12,9 @@ What ``vdeblur_fast`` lacks for 8-15 px camera shake, and what this adds (docs/m
   3x3 conv (+-4 px of shift tolerance at full resolution). Handheld shake blurs some frames less
   than others; this path lets a sharper previous frame lend detail to a blurred one, with no
   look-ahead. Its conv starts at zero, so an untrained path changes nothing;
+- optionally (``aligned_previous``, the bundled weights) the previous input frame itself, warped onto
+  the current one by the global camera motion estimated outside (train/motion.py), which reaches the
+  tens of pixels handheld shake moves a picture between frames (docs/aligned_frames.md);
 - the deployment rules of the project: no normalisation layers (nothing FP16-fragile or
   size-dependent), PixelShuffle upsampling, no deformable conv (grid_sample only in the optional
   aligned feedback, ``feedback_align``: TensorRT >= 8.5), a global residual with a
