@@ -178,9 +178,9 @@ def test_warp_moves_features_by_the_flow_and_aligned_feedback_grows_onto_a_train
     frame = torch.rand(1, 3, 48, 64)
     a_state, b_state = small.initial_state(1, 48, 64), aligned.initial_state(1, 48, 64)
     with torch.no_grad():
-        for _ in range(2):
-            a, a_state = small(frame, a_state)
-            b, b_state = aligned(frame, b_state)
+        for _ in range(2):  # run_padded: the input channels each model takes (the bundled one: + motion)
+            a, a_state = run_padded(small, frame, a_state)
+            b, b_state = run_padded(aligned, frame, b_state)
             assert torch.allclose(a, b, atol=1e-6)
     with pytest.raises(ValueError, match="feedback_align warps the fed-back features"):
         build_model("vdeblur_deep", {"feedback_align": True, "feedback": 0})

@@ -48,7 +48,12 @@ def tiny_sets(preset: str, root: Path) -> list[str]:
 
 
 def test_every_registered_model_has_a_preset() -> None:
-    assert set(list_presets()) == set(list_models())
+    from vdeblur.train.foreign import layouts
+
+    # The architectures of other projects' released files run from those files; the presets cover every
+    # model this project trains.
+    published = {name for layout in layouts() for name in layout.archs}
+    assert published and set(list_presets()) == set(list_models()) - published
 
 
 def test_config_refuses_unknown_keys_and_bad_types() -> None:
