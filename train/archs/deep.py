@@ -214,8 +214,12 @@ class DeepRecurrentDeblur(DeblurModel):
             new_state, state = (frame,), state[1:]
         x = frame * 2 - 1
         if cfg.aligned_previous:
+            # enc1's conv and previous_in as one conv over both inputs (the same sum): one 32-channel conv
+            # runs ~2x faster on the CPU than a 12- and a 20-channel one.
             conv, act = self.enc1[0]
-            s1 = self.enc1[1](act(conv(self.unshuffle2(x)) + self.previous_in(self.unshuffle2(aligned))))
+            weight = torch.cat([conv.weight, self.previous_in.weight], dim=1)
+            both = torch.cat([self.unshuffle2(x), self.unshuffle2(aligned)], dim=1)
+            s1 = self.enc1[1](act(nn.functional.conv2d(both, weight, conv.bias + self.previous_in.bias, padding=1)))
         else:
             s1 = self.enc1(self.unshuffle2(x))
         s2 = self.down2(s1)
