@@ -396,3 +396,18 @@ def test_the_benchmark_scores_every_copy_it_trained_and_can_keep_it(tmp_path: Pa
     table = (tmp_path / "checks" / "adapt_checks.md").read_text()
     assert f"| every copy | {reading['gain']:+.2f}, worst {min(reading['gain'], 0):+.2f}" in table
     assert "| a perfect check | " in table and all(f"| synthetic + {r} |" in table for r in REFERENCES)
+
+
+def test_a_model_that_takes_its_previous_frame_aligned_adapts_too(shaken, one_thread) -> None:
+    """The fine-tuning unrolls windows with the state carried, so the motion channels are built there too."""
+    from vdeblur.train.registry import build_model
+
+    frames, _ = shaken
+    base = build_model("vdeblur_deep", {"channels": (8, 8, 16, 16), "enc_blocks": (0, 1, 1, 1), "dec_blocks": (0, 1, 1),
+                                        "lstm_hidden": 8, "feedback": 4, "aligned_previous": True}).eval()
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    result = adapt_model(list(frames), base, QUICK)
+    assert result.steps == QUICK.steps and result.tuned is not None and result.tuned is not base
+    assert result.tuned.input_kind == "rgb+motion"
+    assert any(not torch.equal(before[k], v) for k, v in result.tuned.state_dict().items())  # it was trained
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())  # the base never is
