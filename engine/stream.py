@@ -65,7 +65,7 @@ class DeblurStream:
             self._state = self._initial_state(h, w)
             self._size, self._since_reset = (h, w), 0
             self.state_starts += 1
-            motion = NO_MOTION if motion is not None else None
+            motion = NO_MOTION  # no previous frame, whatever was estimated against the last one pushed
         motions = None if motion is None else [motion]
         if self.tiler is not None:
             out, self._state = self.tiler.run(x, self._state, motions)
