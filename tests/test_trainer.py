@@ -436,7 +436,8 @@ def test_aligned_previous_frame_trains_on_clips_with_moving_objects(tmp_path: Pa
     clips carry 1-2 objects moving on their own: the batch holds their masks, the steps train."""
     sets = ["model.overrides={channels = [8, 8, 16, 16], enc_blocks = [0, 1, 1, 1], dec_blocks = [0, 1, 1], "
             "lstm_hidden = 8, feedback = 4, aligned_previous = true}", "data.kind=synthetic", "data.sources=['skimage']",
-            "data.objects=[1, 2]", "data.blur_px=[3, 6]", "data.length=4", "data.val_size=48", "data.val_sequences=1",
+            "data.val_sources=['skimage']", "data.objects=[1, 2]", "data.blur_px=[3, 6]", "data.length=4",
+            "data.val_size=48", "data.val_sequences=1",
             "data.val_frames=2", "train.batch=2", "train.crop=48", "train.window=3", "train.steps=2",
             "train.val_every=2", "train.log_every=1", "optim.warmup_steps=0"]
     trainer = Trainer(load_config("vdeblur_deep", sets), tmp_path, CPU)
