@@ -96,38 +96,51 @@ def parse_checkpoints(specs: tuple[str, ...]) -> dict[str, Path]:
     return result
 
 
-def add_model_files(settings: BenchSettings, checkpoints: dict[str, Path], files: tuple[str, ...]
-                    ) -> tuple[BenchSettings, dict[str, Path]]:
-    """``--model FILE``: each file's architecture (named in its metadata, or read from another
-    project's layout) is benchmarked with its weights, after the models of ``--models``."""
+@dataclass(frozen=True)
+class BenchEntry:
+    """One model to benchmark: ``label`` names its rows in every table, so the bundled weights and a
+    file of the same architecture (``--models vdeblur_deep --model other.safetensors``) stay apart."""
+
+    label: str
+    name: str  # the registered architecture
+    weights: Path | None  # None: the bundled checkpoint where there is one, else random weights
+
+
+def bench_entries(models: tuple[str, ...], checkpoints: dict[str, Path], files: tuple[str, ...]) -> list[BenchEntry]:
+    """``--models`` (with their ``--checkpoint`` weights), then each ``--model FILE``: its architecture
+    (named in its metadata, or read from another project's layout) with its weights, labelled by the
+    architecture, or by architecture and file name where that label is already taken."""
     from vdeblur.train.checkpoint import read_info
 
-    checkpoints, models = dict(checkpoints), list(settings.models)
+    unknown = sorted(set(checkpoints) - set(models))
+    if unknown:
+        raise ValueError(f"--checkpoint for {unknown}, which are not among --models {list(models)}")
+    entries = [BenchEntry(name, name, checkpoints.get(name)) for name in models]
     for file in files:
         name = read_info(file).model
-        if name in checkpoints:
-            raise ValueError(f"--model {file} is a {name!r} model, and {checkpoints[name]} already is one; "
-                             "benchmark them in separate runs")
-        checkpoints[name] = Path(file)
-        models += [] if name in models else [name]
-    return dataclasses.replace(settings, models=tuple(models)), checkpoints
+        taken = {e.label for e in entries}
+        label = next((c for c in (name, f"{name} ({Path(file).name})", f"{name} ({file})") if c not in taken), None)
+        if label is None:
+            raise ValueError(f"--model {file} is given twice")
+        entries.append(BenchEntry(label, name, Path(file)))
+    return entries
 
 
-def resolve_model(name: str, checkpoints: dict[str, Path]) -> tuple[DeblurModel, str]:
+def resolve_model(entry: BenchEntry) -> tuple[DeblurModel, str]:
     """The model to benchmark and a description of its weights: the given checkpoint, the bundled
     one when the model has bundled weights, or random weights (say so: their quality figures mean nothing)."""
     import vdeblur
     from vdeblur.train.checkpoint import load_checkpoint
     from vdeblur.train.registry import build_model
 
-    path = checkpoints.get(name)
-    if path is None and vdeblur.bundled_model_path(name).is_file():
-        path = vdeblur.bundled_model_path(name)
+    path = entry.weights
+    if path is None and vdeblur.bundled_model_path(entry.name).is_file():
+        path = vdeblur.bundled_model_path(entry.name)
     if path is None:
-        return build_model(name).eval(), "random (untrained)"
+        return build_model(entry.name).eval(), "random (untrained)"
     model, info = load_checkpoint(path)
-    if info.model != name:
-        raise ValueError(f"--checkpoint {name}={path} holds a {info.model!r} model, not {name!r}")
+    if info.model != entry.name:
+        raise ValueError(f"--checkpoint {entry.name}={path} holds a {info.model!r} model, not {entry.name!r}")
     return model, str(path)
 
 
@@ -199,10 +212,10 @@ def bench(quick: bool, models: str | None, backends: str | None, resolutions: st
     try:
         settings = settings_from_options(quick, models, backends, resolutions, parts, gopro, frames, repeats, clips,
                                          clip_size, baselines, threads)
-        settings, weights = add_model_files(settings, parse_checkpoints(checkpoints), model_files)
+        entries = bench_entries(settings.models, parse_checkpoints(checkpoints), model_files)
         out = results_folder(out, overwrite)
         with tempfile.TemporaryDirectory(prefix="vdeblur-bench-") as workdir:
-            run_benchmarks(settings, weights, out, Path(workdir), echo=click.echo)
+            run_benchmarks(settings, entries, out, Path(workdir), echo=click.echo)
         if streams:
             import torch
 
@@ -234,32 +247,34 @@ def results_folder(out: Path | None, overwrite: bool) -> Path:
     return out
 
 
-def run_benchmarks(settings: BenchSettings, checkpoints: dict[str, Path], out: Path, workdir: Path,
+def run_benchmarks(settings: BenchSettings, entries: list[BenchEntry] | None, out: Path, workdir: Path,
                    echo: Callable[[str], None] = print, argv: list[str] | None = None) -> BenchReport:
-    """Every part in ``settings``, one model at a time (so only one model's weights are in memory)."""
+    """Every part in ``settings``, one model at a time (so only one model's weights are in memory);
+    ``entries`` default to ``settings.models`` with their bundled (or random) weights."""
     import torch
 
     from .baselines import baseline_filters
     from .quality import baseline_method, evaluate, load_clips
     from .report import new_report, write_plots, write_report
 
-    unknown = sorted(set(checkpoints) - set(settings.models))
-    if unknown:
-        raise ValueError(f"--checkpoint for {unknown}, which are not among --models {list(settings.models)}")
+    if entries is None:
+        entries = bench_entries(settings.models, {}, ())
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)  # before new_report, which records the thread count
-    report = new_report(_settings_dict(settings), argv)
+    report = new_report(_settings_dict(settings, entries), argv)
     clips, data = load_clips(settings.quality) if "quality" in settings.parts else ([], "")
     if clips and settings.baselines:
         for name, frame_filter in baseline_filters().items():
             report.quality.append(evaluate(name, "baseline", "-", baseline_method(frame_filter), clips, data))
             echo(f"quality  {name:24s} PSNR {report.quality[-1].psnr:6.2f} dB")
     untrained = []
-    for name in settings.models:
-        model, weights = resolve_model(name, checkpoints)
+    for i, entry in enumerate(entries):
+        model, weights = resolve_model(entry)
         if weights.startswith("random"):
-            untrained.append(name)
-        _bench_model(model, weights, settings, clips, data, report, workdir, echo)
+            untrained.append(entry.label)
+        # A folder per entry: its ONNX files and engines are cached by architecture name.
+        (workdir / f"model{i}").mkdir(exist_ok=True)
+        _bench_model(model, entry.label, weights, settings, clips, data, report, workdir / f"model{i}", echo)
         del model
     if untrained:
         report.notes.append(f"Untrained (random weights): {', '.join(untrained)}. Their PSNR/SSIM only check the "
@@ -280,17 +295,17 @@ def run_benchmarks(settings: BenchSettings, checkpoints: dict[str, Path], out: P
     return report
 
 
-def _bench_model(model: DeblurModel, weights: str, settings: BenchSettings, clips: list[Clip], data: str,
+def _bench_model(model: DeblurModel, name: str, weights: str, settings: BenchSettings, clips: list[Clip], data: str,
                  report: BenchReport, workdir: Path, echo: Callable[[str], None]) -> None:
+    """Every part for one model; ``name`` labels its rows."""
     from .latency import measure_latency
     from .quality import evaluate, model_method
     from .stages import measure_stages
 
-    name = model.model_name
     if "latency" in settings.parts:
         for width, height in settings.resolutions:
             for backend in settings.backends:
-                r = measure_latency(model, backend, width, height, settings.latency, workdir, settings.threads)
+                r = measure_latency(model, backend, width, height, settings.latency, workdir, settings.threads, label=name)
                 report.latency.append(r)
                 echo(f"latency  {name:24s} {backend:15s} {width}x{height}: " +
                      (f"p50 {r.p50_ms:8.1f} ms, {r.fps:7.2f} frames/s" if r.status == "ok" else f"skipped ({r.reason})"))
@@ -300,15 +315,17 @@ def _bench_model(model: DeblurModel, weights: str, settings: BenchSettings, clip
     if "stages" in settings.parts:
         width, height = settings.resolutions[0]
         for backend in settings.backends:
-            stage = measure_stages(model, backend, width, height, settings.stages, workdir, settings.threads)
+            stage = measure_stages(model, backend, width, height, settings.stages, workdir, settings.threads, label=name)
             if stage is not None:
                 report.stages.append(stage)
                 echo(f"stages   {name:24s} {backend:15s} {width}x{height}: end to end {stage.end_to_end_ms:.1f} ms/frame, "
                      f"{stage.ratio:.2f}x its inference stage ({stage.pipeline_inference_ms:.1f} ms/frame)")
 
 
-def _settings_dict(settings: BenchSettings) -> dict[str, Any]:
+def _settings_dict(settings: BenchSettings, entries: list[BenchEntry]) -> dict[str, Any]:
     as_dict = dataclasses.asdict(settings)
+    as_dict["models"] = [e.label for e in entries]
+    as_dict["weights"] = {e.label: str(e.weights) if e.weights else None for e in entries}
     as_dict["resolutions"] = [f"{w}x{h}" for w, h in settings.resolutions]
     as_dict["quality"]["gopro"] = str(settings.quality.gopro) if settings.quality.gopro else None
     return as_dict

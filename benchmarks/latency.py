@@ -59,11 +59,12 @@ class LatencyResult:
 
 
 def measure_latency(model: DeblurModel, backend: str, width: int, height: int, config: LatencyConfig,
-                    workdir: Path, threads: int | None = None) -> LatencyResult:
-    """Time one backend on ``width`` x ``height`` frames; unavailable backends give a 'skipped' row."""
+                    workdir: Path, threads: int | None = None, label: str | None = None) -> LatencyResult:
+    """Time one backend on ``width`` x ``height`` frames; unavailable backends give a 'skipped' row.
+    ``label`` names the row (default: the model's architecture name)."""
     params = sum(p.numel() for p in model.parameters())
     gflops = measure_complexity(model.model_name, width, height, asdict(model.cfg)).gflops
-    common = dict(model=model.model_name, backend=backend, width=width, height=height, params=params, gflops=gflops,
+    common = dict(model=label or model.model_name, backend=backend, width=width, height=height, params=params, gflops=gflops,
                   frames=config.frames, repeats=config.repeats, warmup=config.warmup)
     rss_scope = _reset_peaks()
     try:

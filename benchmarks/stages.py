@@ -80,9 +80,9 @@ def make_test_video(path: Path, width: int, height: int, frames: int) -> Path:
 
 
 def measure_stages(model: DeblurModel, backend: str, width: int, height: int, config: StagesConfig, workdir: Path,
-                   threads: int | None = None) -> StageResult | None:
+                   threads: int | None = None, label: str | None = None) -> StageResult | None:
     """Both passes over a ``width`` x ``height`` test video; None when the backend is unavailable here
-    (the latency table already says why)."""
+    (the latency table already says why). ``label`` names the row (default: the architecture name)."""
     try:
         runner = open_backend(backend, model, workdir, (height, width), threads)
     except BackendUnavailable:
@@ -95,7 +95,7 @@ def measure_stages(model: DeblurModel, backend: str, width: int, height: int, co
     stage_ms = {name: 1000 * totals[name] / frames for name in STAGES}
     stats = deblur_video(video, workdir / "stages-pipeline.mp4", runner, overwrite=True)
     end_to_end, inference = (1000 * seconds / stats.frames for seconds in (stats.wall_s, stats.stage_s["infer"]))
-    return StageResult(model.model_name, backend, width, height, frames, stage_ms, end_to_end, inference,
+    return StageResult(label or model.model_name, backend, width, height, frames, stage_ms, end_to_end, inference,
                        end_to_end / inference)
 
 

@@ -121,7 +121,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[report.BenchRep
                                          "64x48", None, None, 2, 1, 1, "48x32", True, threads=1)
     threads = torch.get_num_threads()
     try:
-        result = cli.run_benchmarks(settings, {}, out, tmp_path_factory.mktemp("work"), echo=lambda _: None,
+        result = cli.run_benchmarks(settings, None, out, tmp_path_factory.mktemp("work"), echo=lambda _: None,
                                     argv=["--quick"])
     finally:
         torch.set_num_threads(threads)  # run_benchmarks sets it for the process; later tests expect the default
@@ -243,6 +243,34 @@ def test_streams_option_adds_the_multistream_figures(tmp_path) -> None:
     figures = json.loads((tmp_path / "multistream.json").read_text())
     assert [row["streams"] for row in figures["rows"]] == [1, 2] and (tmp_path / "bench.json").exists()
     assert "codec-only" in result.output
+
+
+def test_a_file_of_a_bundled_architecture_gets_its_own_rows(tmp_path, fast_checkpoint) -> None:
+    """--models vdeblur_fast --model FILE (also vdeblur_fast): two rows each, the bundled weights and the file's."""
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(cli.bench, ["--models", "vdeblur_fast", "--model", str(fast_checkpoint), "--parts",
+                                            "latency,quality", "--backends", "torch-fp32,onnxruntime", "--resolutions",
+                                            "64x48", "--frames", "2", "--repeats", "1", "--clips", "1", "--clip-size",
+                                            "48x32", "--no-baselines", "--threads", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "bench.json").read_text())
+    label = f"vdeblur_fast ({fast_checkpoint.name})"
+    assert [(r["model"], r["backend"]) for r in data["latency"]] == [
+        ("vdeblur_fast", "torch-fp32"), ("vdeblur_fast", "onnxruntime"), (label, "torch-fp32"), (label, "onnxruntime")]
+    quality = {r["method"]: r["weights"] for r in data["quality"]}
+    assert quality[label] == str(fast_checkpoint) and quality["vdeblur_fast"].endswith("vdeblur_fast.safetensors")
+    # The file's weights differ from the bundled ones (a randomised head), so their outputs differ.
+    psnr = {r["method"]: r["psnr"] for r in data["quality"]}
+    assert psnr[label] != psnr["vdeblur_fast"]
+    assert data["settings"]["weights"][label] == str(fast_checkpoint)
+
+
+def test_the_same_file_twice_is_refused_in_one_line(fast_checkpoint) -> None:
+    with pytest.raises(ValueError, match="given twice"):
+        cli.bench_entries(("vdeblur_fast",), {}, (str(fast_checkpoint),) * 3)
+    with pytest.raises(ValueError, match="not among --models"):
+        cli.bench_entries(("vdeblur_fast",), {"vdeblur_deep": fast_checkpoint}, ())
 
 
 def test_before_after_picture_has_one_row_per_sequence(tmp_path, fast_checkpoint) -> None:
