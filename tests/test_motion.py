@@ -128,3 +128,34 @@ def test_a_motion_in_a_window_is_the_frame_field_cropped() -> None:
     window = motion_field(motion.in_window(20, 30), 25, 40)
     assert np.allclose(window[:2], full[:2, 20:45, 30:70], atol=1e-3)
     assert NO_MOTION.in_window(5, 5) == NO_MOTION
+
+
+def test_alignment_faults_miss_shift_or_cut_the_previous_frame(photo: np.ndarray, monkeypatch) -> None:
+    """Every frame faulted (share 1): each of the three faults, chosen by the draw, does what it says."""
+    from vdeblur.train import faults
+
+    truth = np.array([[1.0, 0, 6.0], [0, 1, 3.0], [0, 0, 1]])
+    prev_a, cur_a = _moved(photo, truth, 64, 96)
+    prev_b, cur_b = _moved(photo[::-1, ::-1].copy(), truth, 64, 96, offset=40)
+    frame = torch.cat([from_uint8(cur_a)[None], from_uint8(cur_b)[None]])
+    memory = torch.arange(2.0).view(2, 1, 1, 1).expand(2, 4, 2, 3)  # another state slot: which clip it belongs to
+    state = (torch.cat([from_uint8(prev_a)[None], from_uint8(prev_b)[None]]), memory)
+    honest = [estimate_motion(prev_a, cur_a), estimate_motion(prev_b, cur_b)]
+    for kind in faults.FAULTS:
+        monkeypatch.setattr(torch, "randint", lambda high, size, k=kind: torch.full(size, faults.FAULTS.index(k)))
+        torch.manual_seed(0)
+        motions, new_state = faults.with_alignment_faults(frame, state, 1.0)
+        if kind == "failed":
+            assert motions == [NO_MOTION, NO_MOTION] and new_state[0] is state[0]
+        elif kind == "wrong":
+            for got, right in zip(motions, honest):
+                error = _pixel_error(got, right.homography, 64, 96)
+                assert 2.5 < error < 16 + 2 and got.confidence == right.confidence, (error, got)
+        else:  # each clip gets the other's whole state, and the motion estimated against it
+            assert torch.equal(new_state[0], state[0].flip(0)) and torch.equal(new_state[1], memory.flip(0))
+            assert all(not m.found or m.confidence < 0.5 for m in motions), motions
+    # Share 0 changes nothing; a first frame (zero state) has no previous frame to fault.
+    motions, same = faults.with_alignment_faults(frame, state, 0.0)
+    assert all(np.allclose(m.homography, h.homography) for m, h in zip(motions, honest)) and same[0] is state[0]
+    zero = (torch.zeros_like(state[0]), memory)
+    assert faults.with_alignment_faults(frame, zero, 1.0)[0] == [NO_MOTION, NO_MOTION]

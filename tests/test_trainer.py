@@ -447,3 +447,10 @@ def test_aligned_previous_frame_trains_on_clips_with_moving_objects(tmp_path: Pa
     assert trainer.step == 2 and np.isfinite(metrics["val_psnr"])
     with pytest.raises(ConfigError, match="moving objects need data.kind = 'synthetic'"):
         load_config("vdeblur_deep", ["data.kind=device", "data.objects=[1, 2]"])
+    # Alignment faults: the same run trains with every previous frame missing, shifted or cut.
+    faulted = Trainer(load_config("vdeblur_deep", sets + ["train.alignment_faults=1.0"]), tmp_path / "faults", CPU)
+    assert faulted.step == 0 and np.isfinite(faulted.run()["val_psnr"])
+    with pytest.raises(ConfigError, match="alignment_faults must be a share"):
+        load_config("vdeblur_deep", ["train.alignment_faults=1.5"])
+    with pytest.raises(ConfigError, match="alignment_faults needs a model that takes its previous frame aligned"):
+        Trainer(load_config("vdeblur_fast", ["train.alignment_faults=0.2"]), tmp_path / "fast", CPU)

@@ -158,9 +158,14 @@ class TrainConfig:
     ckpt_every: int = 1000
     log_every: int = 50
     seed: int = 0
+    # Share of frames with a previous frame given a wrong, missing or cut one (faults.py); models whose
+    # input is rgb+motion only, so that they learn to ignore a previous frame that does not align.
+    alignment_faults: float = 0.0
 
     def __post_init__(self) -> None:
         _choice("train.amp", self.amp, ("off", "bf16", "fp16"))
+        if not 0 <= self.alignment_faults <= 1:
+            raise ConfigError(f"train.alignment_faults must be a share in [0, 1]; got {self.alignment_faults}")
         if min(self.steps, self.batch, self.crop, self.window, self.val_every, self.ckpt_every, self.log_every) < 1:
             raise ConfigError("train.steps, batch, crop, window, val_every, ckpt_every and log_every must be >= 1")
         if not 0 <= self.ema_decay < 1:

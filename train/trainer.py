@@ -25,6 +25,7 @@ from .checkpoint import jsonable, load_weights, save_checkpoint
 from .config import Config, ConfigError
 from .distributed import DistInfo, any_rank, epoch_loader, unwrap, wrap
 from .device_data import DeviceShakeBatches
+from .faults import with_alignment_faults
 from .inputs import prepare_input
 from .losses import FFTLoss, GANObjective, PerceptualLoss, content_loss, gradient_penalty
 from .metrics import psnr_ssim_uint8
@@ -35,15 +36,19 @@ from .run_state import RunLog, build_critic, build_datasets, capture_rng, check_
 Batch = dict[str, torch.Tensor]
 
 
-def unroll(model: nn.Module, blurred: torch.Tensor, input_kind: str) -> torch.Tensor:
+def unroll(model: nn.Module, blurred: torch.Tensor, input_kind: str, alignment_faults: float = 0.0) -> torch.Tensor:
     """(B, T, 3, H, W) -> (B*T, 3, H, W): the window in order, state carried, gradients through all of it
-    (truncated back-propagation through time: the state starts from zero at the window start)."""
+    (truncated back-propagation through time: the state starts from zero at the window start).
+    ``alignment_faults``: the share of frames given a wrong, missing or cut previous frame (``faults.py``)."""
     b, t, _, h, w = blurred.shape
     state = unwrap(model).initial_state(b, h, w, device=blurred.device)
     outs = []
     for i in range(t):
+        frame, motions = blurred[:, i], None
+        if alignment_faults:
+            motions, state = with_alignment_faults(frame, state, alignment_faults)
         # The frame stays NCHW even with train.channels_last: NHWC weights make every conv output NHWC.
-        out, state = model(prepare_input(blurred[:, i], input_kind, state), state)
+        out, state = model(prepare_input(frame, input_kind, state, motions), state)
         outs.append(out)
     return torch.stack(outs, dim=1).flatten(0, 1)
 
@@ -88,6 +93,10 @@ class Trainer:
         if cfg.train.channels_last:  # before the EMA copy and the optimiser, so both share the layout
             self.g = self.g.to(memory_format=torch.channels_last)
         self.window = cfg.train.window if self.g.is_recurrent else 1
+        if cfg.train.alignment_faults and self.g.input_kind != "rgb+motion":
+            raise ConfigError(f"train.alignment_faults needs a model that takes its previous frame aligned (input "
+                              f"kind rgb+motion, e.g. vdeblur_deep with aligned_previous); {cfg.model.name} takes "
+                              f"{self.g.input_kind}")
         if cfg.train.crop % self.g.pad_multiple:
             raise ConfigError(f"train.crop = {cfg.train.crop} is not a multiple of {self.g.pad_multiple}, "
                               f"which {cfg.model.name} needs")
@@ -143,7 +152,7 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp)
 
     def unroll(self, model: nn.Module, blurred: torch.Tensor) -> torch.Tensor:
-        return unroll(model, blurred, self.g.input_kind)
+        return unroll(model, blurred, self.g.input_kind, self.cfg.train.alignment_faults)
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         cfg, logs = self.cfg.loss, {}
