@@ -15,6 +15,7 @@ from vdeblur.engine.stream import DeblurStream
 from vdeblur.engine.tiling import TiledRunner, TileSpec, tile_starts
 from vdeblur.train.frames import from_uint8
 from vdeblur.train.metrics import psnr_ssim_uint8
+from vdeblur.train.padding import run_padded
 
 
 class RunningSum:
@@ -47,13 +48,49 @@ def test_pointwise_recurrent_model_is_exact_when_tiled(shape: tuple[int, int], s
     model = RunningSum()
     tiled = TiledRunner(model, spec)
     states = tiled.initial_state(*shape)
-    assert len(states) == len(tiled.grid(*shape)) > 1
+    assert len(states.tiles) == len(tiled.grid(*shape)) > 1 and states.previous is None
     whole = model.initial_state(*shape)
     for _ in range(3):
         frame = torch.rand(1, 3, *shape)
         out, states = tiled.run(frame, states)
         ref, whole = model.run(frame, whole)
         torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+
+
+class PointwiseAligned:
+    """A pointwise 'model' that takes its previous frame aligned: out = frame + its aligned previous
+    view. Tiled, it matches whole frames only if every tile sees the whole frame's aligned previous
+    frame, including what the motion brings in across the tile's edges."""
+
+    pad_multiple = 8
+    input_kind = "rgb+motion"
+    device = torch.device("cpu")
+
+    def initial_state(self, height: int, width: int, batch: int = 1) -> tuple[torch.Tensor]:
+        return (torch.zeros(batch, 3, height, width),)
+
+    def run(self, x: torch.Tensor, state: tuple[torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor]]:
+        from vdeblur.train.archs.deep import DeepRecurrentDeblur
+
+        view = DeepRecurrentDeblur.aligned_previous_view(state[0], x[:, 3:])  # (B, 5, H, W)
+        return x[:, :3] + 0.5 * view[:, :3] + 0.25 * view[:, 3:4] * view[:, 4:], (x[:, :3],)
+
+
+def test_tiles_of_an_aligned_model_see_the_whole_frames_aligned_previous_frame() -> None:
+    from vdeblur.train.motion import GlobalMotion
+
+    model, shape = PointwiseAligned(), (70, 100)
+    tiled = TiledRunner(model, TileSpec(32, 8))
+    base = torch.rand(1, 3, 90, 130)
+    frames = [base[..., 6 * t:6 * t + shape[0], 9 * t:9 * t + shape[1]] for t in range(3)]  # a pan: 9 px, 6 px a frame
+    pan = GlobalMotion(np.array([[1.0, 0, -9.0], [0, 1, -6.0], [0, 0, 1]]), 0.8)
+    for motions in (None, [pan]):  # estimated on whole frames by the tiler, or given
+        states, whole = tiled.initial_state(*shape), model.initial_state(72, 104)  # the whole frame, padded
+        for t, frame in enumerate(frames):
+            given = None if motions is None or t == 0 else motions
+            out, states = tiled.run(frame, states, given)
+            ref, whole = run_padded(model, frame, whole, given)
+            torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
 
 
 def test_wrong_number_of_states_is_refused() -> None:
