@@ -225,6 +225,9 @@ stage_train() {
     # The pool listed twice beside the dead leaves: two clips of photographs for one procedural one.
     if [[ -d $PHOTOS_DIR ]]; then sets+=(data.kind=device "data.sources=[\"$TRAIN_PHOTOS\", \"$TRAIN_PHOTOS\"$extra]")
     else note "no $TRAIN_PHOTOS/: trains on scikit-image's photos"; sets+=(data.kind=device "data.sources=[\"skimage\"$extra]"); fi
+    # The device renderer draws no moving objects (train/synth/objects.py is CPU synthesis): the run warm-starts
+    # from the default programme's weights without them.
+    sets+=("data.objects=[0, 0]")
     if [[ -d $PHOTOS_DENSE_DIR ]]; then sets+=("data.val_sources=[\"$PHOTOS_DENSE\"]")
     else note "no $PHOTOS_DENSE/: validation draws from the training sources"; sets+=("data.val_sources=[]"); fi
     local set_args=() s
