@@ -24,8 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .frames import to_uint8
-from .motion import NO_MOTION, GlobalMotion, estimate_motion
+from .motion import NO_MOTION, GlobalMotion, estimate_motions
 
 FAULTS = ("failed", "wrong", "cut")
 WRONG_SHIFT_PX = (3.0, 16.0)
@@ -47,10 +46,8 @@ def with_alignment_faults(frame: torch.Tensor, state: Sequence[torch.Tensor], sh
     cut = faulted & (kind == FAULTS.index("cut")) & has_previous[donor] & (b > 1)
     if cut.any():
         state = tuple(torch.where(cut.view(-1, *[1] * (s.dim() - 1)).to(s.device), s[donor], s) for s in state)
-        previous = state[0][:, :3, :h, :w].detach()
     motions = []
-    for i, (cur, prev) in enumerate(zip(to_uint8(frame), to_uint8(previous.float()))):
-        motion = estimate_motion(prev, cur) if prev.any() else NO_MOTION
+    for i, motion in enumerate(estimate_motions(frame, state[0].detach())):
         if faulted[i] and FAULTS[int(kind[i])] == "failed":
             motion = NO_MOTION
         elif faulted[i] and FAULTS[int(kind[i])] == "wrong" and motion.found:

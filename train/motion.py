@@ -123,6 +123,16 @@ def motion_field(motion: GlobalMotion, height: int, width: int) -> np.ndarray:
     return field
 
 
+def estimate_motions(frame: torch.Tensor, previous: torch.Tensor | np.ndarray) -> list[GlobalMotion]:
+    """(B, 3, H, W) frames and the (B, >=3, >=H, >=W) previous frames a model keeps in its state (padded,
+    so cropped here) -> the global motion of each frame onto its previous one."""
+    h, w = frame.shape[-2:]
+    previous = torch.as_tensor(previous)[:, :3, :h, :w]
+    pairs = zip(to_uint8(frame), to_uint8(previous.float()))
+    # The zero state of a first frame (or after a reset) is black: nothing to track, no motion.
+    return [estimate_motion(prev, cur) if prev.any() else NO_MOTION for cur, prev in pairs]
+
+
 def add_motion_channels(frame: torch.Tensor, previous: torch.Tensor | np.ndarray,
                         motions: Sequence[GlobalMotion] | None = None) -> torch.Tensor:
     """(B, 3, H, W) frames + the (B, >=3, >=H, >=W) previous frames a model keeps in its state (padded,
@@ -132,10 +142,7 @@ def add_motion_channels(frame: torch.Tensor, previous: torch.Tensor | np.ndarray
     stage, on the host); None estimates them here from the previous frames."""
     h, w = frame.shape[-2:]
     if motions is None:
-        previous = torch.as_tensor(previous)[:, :3, :h, :w]
-        pairs = zip(to_uint8(frame), to_uint8(previous.float()))
-        # The zero state of a first frame (or after a reset) is black: nothing to track, no motion.
-        motions = [estimate_motion(prev, cur) if prev.any() else NO_MOTION for cur, prev in pairs]
+        motions = estimate_motions(frame, previous)
     if len(motions) != frame.shape[0]:
         raise ValueError(f"{len(motions)} motions for a batch of {frame.shape[0]} frames")
     fields = [motion_field(motion, h, w) for motion in motions]
