@@ -2,14 +2,16 @@
 
     python -m vdeblur.benchmarks.model_study curves --runs runs/study --out benchmarks/results/model-study
     python -m vdeblur.benchmarks.model_study evaluate --runs runs/study --eval data/eval --eval data/eval_small \\
-        [--checkpoint NAME=PATH ...] --out benchmarks/results/model-study
+        [--checkpoint NAME=PATH ...] [--misalign PX] --out benchmarks/results/model-study
 
 ``curves`` reads every ``RUN/log.csv`` (validation rows: held-out PSNR/SSIM of the model and of the
 blurred input, against the run's training CPU minutes) and writes ``curves.md`` and, with matplotlib,
 ``curves.png``. ``evaluate`` runs each run's ``last.safetensors`` (and any ``--checkpoint``) through
 every held-out sequence of each ``--eval`` GoPro-layout folder with its state carried, and reports the
 mean gain over the blurred input, the worst clip's gain and the share of clips made better: a default
-model must gain on average *and* lose on no clip.
+model must gain on average *and* lose on no clip. ``--misalign PX`` tells models fed the previous frame
+aligned every estimated motion shifted by PX pixels with its confidence kept: what a confidently wrong
+alignment costs them, against a single-frame model that never trusted one.
 """
 
 from __future__ import annotations
@@ -186,6 +188,9 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--eval", type=Path, action="append", required=True, help="GoPro-layout folder (its test/ split)")
     e.add_argument("--frames", type=int, default=8)
     e.add_argument("--threads", type=int, default=1)
+    e.add_argument("--misalign", type=float, default=0.0, metavar="PX",
+                   help="tell models fed the previous frame aligned every estimated motion shifted by PX pixels, "
+                        "confidence kept (a wrong alignment that looks certain); other models run as always [0]")
     e.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -204,10 +209,11 @@ def main(argv: list[str] | None = None) -> None:
     results, per_clip = [], []
     for name, path in checkpoints.items():
         model, _ = load_checkpoint(path)
-        run = model_method(model.eval())
+        run = model_method(model.eval(), args.misalign)
         for data, clips in datasets.items():
             scores = score_clips(run, clips, inputs[data])
-            result = summarise(name, str(path), data, clips, scores)
+            label = f"{name}, told {args.misalign:g} px wrong" if args.misalign and model.input_kind == "rgb+motion" else name
+            result = summarise(label, str(path), data, clips, scores)
             results.append(result)
             per_clip.append([asdict(s) for s in scores])
             print(eval_markdown([result]).splitlines()[-1], flush=True)

@@ -18,19 +18,24 @@ the ground truth changes too; flicker shows as output figures *above* the ground
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from vdeblur.engine.adapt.finetune import run_clip
 from vdeblur.train.archs.base import DeblurModel
 from vdeblur.train.data import scan_gopro
 from vdeblur.train.frames import from_uint8
+from vdeblur.train.faults import wrong_motion
 from vdeblur.train.metrics import psnr_ssim_uint8
+from vdeblur.train.motion import GlobalMotion, estimate_motions
 from vdeblur.train.synth import render_shake_clip
 from vdeblur.train.synth.sources import read_rgb, skimage_photos
 
@@ -40,6 +45,7 @@ from .settings import QualityConfig
 ClipMethod = Callable[[np.ndarray], np.ndarray]  # (T, H, W, 3) uint8 -> (T, H, W, 3) uint8
 # Far from anything SyntheticDataset draws (np.random seeds of 63 bits), so held-out shake and crops.
 HELD_OUT_SEED = 7_000
+GOLDEN_ANGLE = math.pi * (3 - math.sqrt(5))  # radians: successive directions never line up
 
 
 @dataclass(frozen=True)
@@ -99,9 +105,21 @@ def load_clips(config: QualityConfig) -> tuple[list[Clip], str]:
                    f"render_shake_clip on scikit-image photos, seeds {HELD_OUT_SEED}..{HELD_OUT_SEED + len(clips) - 1}")
 
 
-def model_method(model: DeblurModel) -> ClipMethod:
-    """Run ``model`` (FP32, on its own device) through a clip frame by frame with its state carried."""
-    return lambda clip: run_clip(model, clip)
+def model_method(model: DeblurModel, misalign_px: float = 0.0) -> ClipMethod:
+    """Run ``model`` (FP32, on its own device) through a clip frame by frame with its state carried.
+
+    ``misalign_px``: an ``rgb+motion`` model is told every estimated motion shifted by this many pixels,
+    confidence kept (the direction turns by the golden angle from frame to frame): how it copes when the
+    alignment is wrong and looks certain, against a model that never trusted one."""
+    if not misalign_px:
+        return lambda clip: run_clip(model, clip)
+
+    def told(t: int, frame: torch.Tensor, state: Any) -> list[GlobalMotion]:
+        h, w = frame.shape[-2:]
+        return [wrong_motion(m, h, w, shift_px=misalign_px, direction=t * GOLDEN_ANGLE)
+                for m in estimate_motions(frame, state[0])]
+
+    return lambda clip: run_clip(model, clip, told)
 
 
 def baseline_method(frame_filter: FrameFilter) -> ClipMethod:

@@ -36,6 +36,10 @@ $render --source data/photos/test --out data/eval_shutter --split test --sequenc
 # their masks in <clip>/mask/ so that evaluations also score the moving regions alone; 24 clips of 8 frames.
 $render --source data/photos/test --out data/eval_moving --split test --sequences 24 --frames 8 --size 240x320 --seed 41 \
     --scale 0.4 1.0 --blur-px 5 12 --prefix mv --objects
+# Parallax: the held-out photographs with 1-2 near layers each, regions that move 15-50 % further or less far than
+# the background under the camera's motion, their masks in <clip>/mask/; 24 clips of 8 frames.
+$render --source data/photos/test --out data/eval_parallax --split test --sequences 24 --frames 8 --size 240x320 \
+    --seed 51 --scale 0.4 1.0 --blur-px 5 12 --prefix px --parallax
 [[ ${1:-} == --study ]] || exit 0
 
 # The first model study's training data: 2400 clips of the 31 training wallpapers + scikit-image's 6, and 800 of

@@ -49,7 +49,10 @@ case "$name" in
   # Eleventh stage: the tenth stage's weights (INIT = train_state/default, the bundled aligned model) trained on
   # with 0 to 2 independently moving objects per clip (data.objects = [0, 2]: the aligned frame is wrong on them, and
   # the model must learn to ignore what does not align), one more annealed schedule from lr 3.8e-4 (~110 CPU-minutes).
-  pool|pool_align|pool_grow|restart|restart_grow|restart_align|text_with|text_control|aligned_prev|aligned_objects)
+  # Twelfth stage: the eleventh stage's weights (INIT = train_state/default) trained on as there, with a tenth of
+  # the frames given a wrong, missing or cut previous frame (train.alignment_faults, train/faults.py: failed
+  # tracking, a bad homography, a scene cut), one more annealed schedule of 10000 steps (~2 CPU-hours).
+  pool|pool_align|pool_grow|restart|restart_grow|restart_align|text_with|text_control|aligned_prev|aligned_objects|aligned_faults)
     case "$name" in
       pool|restart) pool_sets+=(--set "model.overrides={$deep7}") ;;
       pool_align) pool_sets+=(--set "model.overrides={feedback_align = true, $deep7}" --set train.window=4 --set train.batch=4) ;;
@@ -58,6 +61,8 @@ case "$name" in
       aligned_prev) pool_sets+=(--set 'model.overrides={aligned_previous = true}' --set train.window=4 --set train.batch=4) ;;
       aligned_objects) pool_sets+=(--set 'model.overrides={aligned_previous = true}' --set train.window=4 --set train.batch=4
                                    --set 'data.objects=[0, 2]' --set optim.lr_g=3.8e-4) ;;
+      aligned_faults) pool_sets+=(--set 'model.overrides={aligned_previous = true}' --set train.window=4 --set train.batch=4
+                                  --set 'data.objects=[0, 2]' --set optim.lr_g=3.8e-4 --set train.alignment_faults=0.1) ;;
       text_with) [ -d data/fonts ] || bash scripts/fetch_fonts.sh data/fonts
                  pool_sets+=(--set 'data.sources=["data/photos/train", "data/photos/train", "deadleaves:96", "data/photos/train", "data/photos/train", "deadleaves:96", "text:96:data/fonts"]') ;;
     esac
@@ -68,6 +73,7 @@ case "$name" in
       text_with|text_control) pool_sets+=(--set train.steps=12000) ;;
       aligned_prev) pool_sets+=(--set train.steps=4500) ;;
       aligned_objects) pool_sets+=(--set train.steps=8800) ;;
+      aligned_faults) pool_sets+=(--set train.steps=10000) ;;
     esac
     [ -f "runs/study/$name/last.train.pt" ] && exec vdeblur-train "${pool_sets[@]}" --resume
     exec vdeblur-train "${pool_sets[@]}" --init-from "$INIT" ;;

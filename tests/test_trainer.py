@@ -447,6 +447,11 @@ def test_aligned_previous_frame_trains_on_clips_with_moving_objects(tmp_path: Pa
     assert trainer.step == 2 and np.isfinite(metrics["val_psnr"])
     with pytest.raises(ConfigError, match="moving objects need data.kind = 'synthetic'"):
         load_config("vdeblur_deep", ["data.kind=device", "data.objects=[1, 2]"])
+    # Near layers alone (parallax) give masks the same way.
+    layered = Trainer(load_config("vdeblur_deep", sets + ["data.objects=[0, 0]", "data.parallax=[1, 1]"]), tmp_path / "near", CPU)
+    assert next(layered.batches())["moving"].any()
+    with pytest.raises(ConfigError, match="near layers need data.kind = 'synthetic'"):
+        load_config("vdeblur_deep", ["data.kind=device", "data.parallax=[0, 1]"])
     # Alignment faults: the same run trains with every previous frame missing, shifted or cut.
     faulted = Trainer(load_config("vdeblur_deep", sets + ["train.alignment_faults=1.0"]), tmp_path / "faults", CPU)
     assert faulted.step == 0 and np.isfinite(faulted.run()["val_psnr"])

@@ -80,6 +80,9 @@ class DataConfig:
     # Synthetic clips: how many cut-outs cross each clip on their own paths (synth/objects.py; uniform, inclusive),
     # what a model fed the previous frame aligned by the camera's motion must learn to ignore; (0, 0) = none.
     objects: tuple[int, int] = (0, 0)
+    # Synthetic clips: how many near layers each has (synth/objects.py: regions moving further or less far than the
+    # background under the camera's motion, as parallax does; uniform, inclusive); (0, 0) = none.
+    parallax: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         _choice("data.kind", self.kind, DATA_KINDS)
@@ -99,6 +102,9 @@ class DataConfig:
         if not 0 <= self.objects[0] <= self.objects[1] or (self.objects[1] and self.kind != "synthetic"):
             raise ConfigError(f"data.objects must be a range 0 <= lo <= hi, and moving objects need data.kind = "
                               f"'synthetic'; got {list(self.objects)} with {self.kind!r}")
+        if not 0 <= self.parallax[0] <= self.parallax[1] or (self.parallax[1] and self.kind != "synthetic"):
+            raise ConfigError(f"data.parallax must be a range 0 <= lo <= hi, and near layers need data.kind = "
+                              f"'synthetic'; got {list(self.parallax)} with {self.kind!r}")
         if not 0 <= self.compression_probability <= 1 or not 0 <= self.h264_crf[0] <= self.h264_crf[1] <= 51:
             raise ConfigError(f"data.compression_probability must be in [0, 1] and data.h264_crf a range within 0..51; "
                               f"got {self.compression_probability}, {list(self.h264_crf)}")

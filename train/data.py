@@ -197,7 +197,7 @@ class SyntheticDataset(Dataset):
             if self.min_detail <= 0 or detail(sharp) >= self.min_detail:
                 break
         item = to_item(blurred, sharp)
-        if self.config.objects is not None:  # where objects move on their own: (T, H, W) bool
+        if self.config.objects is not None or self.config.parallax is not None:  # (T, H, W) bool: what one homography misses
             item["moving"] = torch.from_numpy(moving)
         return item
 

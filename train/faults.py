@@ -62,10 +62,20 @@ def _shifted(motion: GlobalMotion, height: int, width: int) -> GlobalMotion:
     length = lo + (hi - lo) * float(torch.rand(()))
     direction = 2 * math.pi * float(torch.rand(()))
     turn = math.radians(WRONG_TURN_DEG) * (2 * float(torch.rand(())) - 1)
+    return wrong_motion(motion, height, width, shift_px=length, direction=direction, turn=turn)
+
+
+def wrong_motion(motion: GlobalMotion, height: int, width: int, *, shift_px: float, direction: float,
+                 turn: float = 0.0) -> GlobalMotion:
+    """``motion`` followed by a turn of ``turn`` radians about the frame's centre and a shift of ``shift_px``
+    towards ``direction`` (radians), its confidence kept: an estimate that is wrong and looks certain.
+    No estimate stays none."""
+    if not motion.found:
+        return motion
     cx, cy = (width - 1) / 2, (height - 1) / 2
     c, s = math.cos(turn), math.sin(turn)
     # In the previous frame's coordinates: rotate about the centre, then shift.
-    error = np.array([[c, -s, cx - c * cx + s * cy + length * math.cos(direction)],
-                      [s, c, cy - s * cx - c * cy + length * math.sin(direction)],
+    error = np.array([[c, -s, cx - c * cx + s * cy + shift_px * math.cos(direction)],
+                      [s, c, cy - s * cx - c * cy + shift_px * math.sin(direction)],
                       [0.0, 0.0, 1.0]])
     return GlobalMotion(error @ motion.homography, motion.confidence)

@@ -56,7 +56,7 @@ def data_shake(cfg: Config) -> ShakeConfig:
     d = cfg.data
     return shake_config(blur_px=d.blur_px, noise=d.noise, compression=d.compression,
                         compression_probability=d.compression_probability, h264_crf=d.h264_crf,
-                        objects=d.objects if d.objects[1] else None)
+                        objects=d.objects if d.objects[1] else None, parallax=d.parallax if d.parallax[1] else None)
 
 
 def open_sources(specs: tuple[str, ...]) -> list[Source]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from vdeblur.train.archs.base import DeblurModel
 from vdeblur.train.frames import from_uint8, to_uint8
 from vdeblur.train.losses import FFTLoss, content_loss
 from vdeblur.train.metrics import psnr
+from vdeblur.train.motion import GlobalMotion
 from vdeblur.train.padding import run_padded
 from vdeblur.train.trainer import unroll
 
@@ -82,9 +84,16 @@ def finetune(base: DeblurModel, blurred: np.ndarray, sharp: np.ndarray, *, deadl
     return TuneRun(model.eval(), done, loss_value)
 
 
+# (t, frame, state) -> the motions an rgb+motion model is told for frame t
+MotionsFor = Callable[[int, torch.Tensor, Any], Sequence[GlobalMotion]]
+
+
 @torch.no_grad()
-def run_clip(model: DeblurModel, frames: np.ndarray) -> np.ndarray:
-    """(T, H, W, 3) uint8 -> the model's output for each frame, in order with its state carried, as the engine runs."""
+def run_clip(model: DeblurModel, frames: np.ndarray, motions: MotionsFor | None = None) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> the model's output for each frame, in order with its state carried, as the engine runs.
+
+    ``motions``: for an ``rgb+motion`` model, what it is told of frame t's motion onto its previous frame,
+    given t, the frame and the state (None: estimated as the engine does)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -92,7 +101,8 @@ def run_clip(model: DeblurModel, frames: np.ndarray) -> np.ndarray:
     state = model.initial_state(1, *x.shape[-2:], device=device)
     out = []
     for t in range(x.shape[0]):
-        y, state = run_padded(model, x[t:t + 1], state)
+        told = motions(t, x[t:t + 1], state) if motions is not None and model.input_kind == "rgb+motion" else None
+        y, state = run_padded(model, x[t:t + 1], state, told)
         out.append(y[0])
     model.train(was_training)
     return to_uint8(torch.stack(out))

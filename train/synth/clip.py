@@ -13,8 +13,8 @@ import numpy as np
 
 from .camera import CameraConfig, random_camera_path
 from .degrade import CompressionConfig, NoiseConfig, degrade_clip, linear_to_srgb, srgb_to_linear
-from .objects import ObjectsConfig, draw_objects, object_mask
-from .temporal import render_temporal_clip
+from .objects import Layer, ObjectsConfig, ParallaxConfig, draw_near_layers, draw_objects, object_mask
+from .temporal import render_temporal_clip, warp_view
 from .trajectories import render_kernel_clip
 
 BLUR_MODES = ("temporal", "kernel", "mixed")
@@ -45,6 +45,9 @@ class ShakeConfig:
     # Cut-outs moving on their own across the view (objects.py), what a global alignment cannot follow;
     # a clip with objects is always rendered in temporal mode. None: none (and the same draws as before).
     objects: ObjectsConfig | None = None
+    # Near layers (objects.py): regions that move further or less far than the background under the camera's
+    # motion, as parallax does; temporal mode as with objects. None: none (and the same draws as before).
+    parallax: ParallaxConfig | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in BLUR_MODES:
@@ -67,13 +70,15 @@ def shake_config(*, blur_px: tuple[float, float] = ShakeConfig.blur_px, noise: s
                  compression: str = "mixed", compression_probability: float = 0.5,
                  h264_crf: tuple[int, int] = CompressionConfig.h264_crf,
                  shutter: tuple[float, float] | None = None,
-                 objects: tuple[int, int] | None = None) -> ShakeConfig:
+                 objects: tuple[int, int] | None = None,
+                 parallax: tuple[int, int] | None = None) -> ShakeConfig:
     """The few knobs a data set is described by (training config keys, ``render_dataset`` flags) as a
     ShakeConfig; the defaults give ``ShakeConfig()`` exactly. noise: the default sensor-noise mix or none;
     compression: ``none``, ``jpeg``, ``h264`` or ``mixed``, applied to that share of clips; shutter: the
     exposure's share of the frame interval, drawn per clip, which then scales ``blur_px`` (the blur of a
     whole interval) as a real shutter does; None keeps ShakeConfig's exposure-normalised blur; objects: how
-    many cut-outs cross each clip on their own paths (ObjectsConfig's other defaults), None for none."""
+    many cut-outs cross each clip on their own paths (ObjectsConfig's other defaults), None for none; parallax:
+    how many near layers each clip has (ParallaxConfig's other defaults), None for none."""
     if noise not in NOISE_CHOICES:
         raise ValueError(f"noise {noise!r} is not allowed; choose one of {', '.join(NOISE_CHOICES)}")
     exposure = {} if shutter is None else {"duty": (float(shutter[0]), float(shutter[1])), "blur_per_interval": True}
@@ -81,6 +86,7 @@ def shake_config(*, blur_px: tuple[float, float] = ShakeConfig.blur_px, noise: s
                        compression=CompressionConfig(kind=compression, probability=compression_probability,
                                                      h264_crf=(int(h264_crf[0]), int(h264_crf[1]))),
                        objects=None if objects is None else ObjectsConfig(count=(int(objects[0]), int(objects[1]))),
+                       parallax=None if parallax is None else ParallaxConfig(count=(int(parallax[0]), int(parallax[1]))),
                        **exposure)
 
 
@@ -99,8 +105,8 @@ def render_shake_clip(image: np.ndarray, *, frames: int, height: int, width: int
 def render_object_clip(image: np.ndarray, *, frames: int, height: int, width: int, seed: int,
                        config: ShakeConfig | None = None,
                        centred: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``render_shake_clip`` and the (T, H, W) bool masks of where moving objects (``config.objects``)
-    cover the sharp frames; all False without objects."""
+    """``render_shake_clip`` and the (T, H, W) bool masks of where moving objects (``config.objects``) and
+    near layers (``config.parallax``) cover the sharp frames; all False without either."""
     _check_rgb_u8(image, "image", ndim=3)
     return _render([srgb_to_linear(image)], image.shape[:2], frames=frames, height=height, width=width,
                    per_output=1, rng=np.random.default_rng(seed), config=config or ShakeConfig(), centred=centred)
@@ -132,7 +138,7 @@ def _render(linear: list[np.ndarray], source_hw: tuple[int, int], *, frames: int
     if centred:  # drawn all the same, so the draws after it do not change
         center = ((source_hw[1] - width) // 2 + width / 2, (source_hw[0] - height) // 2 + height / 2)
     masks = np.zeros((frames, height, width), bool)
-    if use_kernel and config.objects is None:
+    if use_kernel and config.objects is None and config.parallax is None:
         phase, freq = rng.uniform(0, 2 * np.pi), rng.uniform(*config.camera.shake_freq)
         per_frame = blur * np.exp(config.kernel_variation * np.sin(2 * np.pi * freq * np.arange(frames) + phase))
         # A video frame's kernel blurs its middle source frame; a still image serves every frame.
@@ -141,8 +147,12 @@ def _render(linear: list[np.ndarray], source_hw: tuple[int, int], *, frames: int
                                             source_center=center)
     else:
         path = random_camera_path(rng, config.camera, frames=frames, height=height, width=width, blur_px=blur, duty=duty)
-        objects = [] if config.objects is None else \
+        objects: list[Layer] = [] if config.objects is None else \
             draw_objects(rng, linear[0], config.objects, frames=frames, height=height, width=width)
+        if config.parallax is not None:  # behind the objects, which cross in front of the scene
+            mid_view = warp_view(linear[0], path.homographies(np.array([(frames - 1) / 2]), center)[0], height, width,
+                                 sharp=True)
+            objects = [*draw_near_layers(rng, mid_view, path, center, config.parallax, frames=frames), *objects]
         blurred, sharp = render_temporal_clip(linear, path, frames=frames, duty=duty, source_center=center,
                                               per_output=per_output, max_step_px=config.max_step_px,
                                               max_subframes=config.max_subframes, objects=objects)

@@ -42,7 +42,7 @@ def render_folder(dataset: SyntheticDataset, out: Path, split: str, prefix: str 
             for t, frame in enumerate(_to_uint8(item[key])):
                 if not cv2.imwrite(str(folder / f"{t:06d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
                     raise OSError(f"could not write {folder / f'{t:06d}.png'}")
-        if "moving" in item:  # where objects move on their own, for scoring those regions alone
+        if "moving" in item:  # where objects and near layers move, for scoring those regions alone
             folder = seq / "mask"
             folder.mkdir(parents=True, exist_ok=True)
             for t, mask in enumerate(item["moving"].numpy()):
@@ -90,12 +90,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--objects", action="store_true",
                         help="1-3 cut-outs of the photo moving on their own across each view (temporal blur only), with "
                              "their masks written to <seq>/mask/ (a held-out set for what one homography cannot align)")
+    parser.add_argument("--parallax", action="store_true",
+                        help="1-2 near layers per view, moving further or less far than the background as parallax does "
+                             "(temporal blur only), their masks written to <seq>/mask/ with any objects'")
     args = parser.parse_args(argv)
     try:
         crf = {} if args.h264_crf is None else dict(compression="h264", compression_probability=1.0,
                                                      h264_crf=(args.h264_crf, args.h264_crf))
         shake = shake_config(blur_px=tuple(args.blur_px), noise=args.noise, shutter=args.shutter,
-                             objects=(1, 3) if args.objects else None, **crf)
+                             objects=(1, 3) if args.objects else None,
+                             parallax=(1, 2) if args.parallax else None, **crf)
         dataset = SyntheticDataset([open_source(s) for s in args.source], length=args.sequences, frames=args.frames,
                                    height=args.size[0], width=args.size[1], seed=args.seed, config=shake,
                                    scale=tuple(args.scale), min_detail=args.min_detail)
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         {"sources": args.source, "sequences": args.sequences, "frames": args.frames, "size": list(args.size),
          "seed": args.seed, "blur_px": list(args.blur_px), "scale": list(args.scale), "noise": args.noise,
          "h264_crf": args.h264_crf, "min_detail": args.min_detail, "shutter": args.shutter, "objects": args.objects,
-         "frames_written": frames}, indent=2))
+         "parallax": args.parallax, "frames_written": frames}, indent=2))
     print(f"wrote {args.sequences} sequences, {frames} frame pairs, to {args.out / args.split}")
 
 

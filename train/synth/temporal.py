@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from .camera import CameraPath
-from .objects import MovingObject, composite, subframes_for
+from .objects import Layer, composite, subframes_for
 
 
 def subframe_count(length_px: float, max_step_px: float, max_count: int, at_least: int = 1) -> int:
@@ -79,13 +79,13 @@ def exposure_times(frame: int, count: int, duty: float) -> np.ndarray:
 def render_temporal_clip(sources: Sequence[np.ndarray], path: CameraPath, *, frames: int, duty: float,
                          source_center: tuple[float, float], per_output: int = 1, max_step_px: float = 1.0,
                          max_subframes: int = 61,
-                         objects: Sequence[MovingObject] = ()) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                         objects: Sequence[Layer] = ()) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Blurred and sharp linear frames ((H, W, 3) float32 each) of a clip along ``path``.
 
     sources: linear-light (Hs, Ws, 3) float32 frames: one still image, or a video of at least
     ``frames * per_output`` frames. duty: exposure as a fraction of the frame interval. objects: moving
-    cut-outs composited over every sub-frame at its instant (``objects.py``), with enough sub-frames
-    that none of them jumps more than ``max_step_px`` between two.
+    cut-outs and near layers composited over every sub-frame at its instant (``objects.py``; later ones in
+    front), with enough sub-frames that none of them jumps more than ``max_step_px`` between two.
     """
     if not sources:
         raise ValueError("render_temporal_clip needs at least one source frame")
