@@ -46,19 +46,21 @@ case "$name" in
   # train/motion.py) grown onto INIT (the bundled step-38000 weights), windows of 4 frames at batch 4 (three of
   # four frames have a previous one; the same frames per batch), one annealed schedule of 4500 steps (~62 CPU-min) at the
   # ninth stage's learning rate; its control is text_control (the same weights continued, ~90 CPU-minutes).
+  # aligned_equal: the same with a schedule of 7000 steps, as many CPU-minutes as text_control had (~89).
   # Eleventh stage: the tenth stage's weights (INIT = train_state/default, the bundled aligned model) trained on
   # with 0 to 2 independently moving objects per clip (data.objects = [0, 2]: the aligned frame is wrong on them, and
   # the model must learn to ignore what does not align), one more annealed schedule from lr 3.8e-4 (~110 CPU-minutes).
   # Twelfth stage: the eleventh stage's weights (INIT = train_state/default) trained on as there, with a tenth of
   # the frames given a wrong, missing or cut previous frame (train.alignment_faults, train/faults.py: failed
-  # tracking, a bad homography, a scene cut), one more annealed schedule of 10000 steps (~2 CPU-hours).
-  pool|pool_align|pool_grow|restart|restart_grow|restart_align|text_with|text_control|aligned_prev|aligned_objects|aligned_faults)
+  # tracking, a bad homography, a scene cut), one more annealed schedule of 11500 steps (~2 CPU-hours; set from
+  # 10000 at step 2500, lr 3.40e-4, so that it spans 2 CPU-hours at this CPU time per step).
+  pool|pool_align|pool_grow|restart|restart_grow|restart_align|text_with|text_control|aligned_prev|aligned_equal|aligned_objects|aligned_faults)
     case "$name" in
       pool|restart) pool_sets+=(--set "model.overrides={$deep7}") ;;
       pool_align) pool_sets+=(--set "model.overrides={feedback_align = true, $deep7}" --set train.window=4 --set train.batch=4) ;;
       pool_grow|restart_grow) pool_sets+=(--set 'model.overrides={enc_blocks = [0, 1, 4, 6], dec_blocks = [0, 2, 1]}') ;;
       restart_align) pool_sets+=(--set 'model.overrides={feedback_align = true}' --set train.window=4 --set train.batch=4) ;;
-      aligned_prev) pool_sets+=(--set 'model.overrides={aligned_previous = true}' --set train.window=4 --set train.batch=4) ;;
+      aligned_prev|aligned_equal) pool_sets+=(--set 'model.overrides={aligned_previous = true}' --set train.window=4 --set train.batch=4) ;;
       aligned_objects) pool_sets+=(--set 'model.overrides={aligned_previous = true}' --set train.window=4 --set train.batch=4
                                    --set 'data.objects=[0, 2]' --set optim.lr_g=3.8e-4) ;;
       aligned_faults) pool_sets+=(--set 'model.overrides={aligned_previous = true}' --set train.window=4 --set train.batch=4
@@ -72,8 +74,9 @@ case "$name" in
       restart_align) pool_sets+=(--set train.steps=14000) ;;
       text_with|text_control) pool_sets+=(--set train.steps=12000) ;;
       aligned_prev) pool_sets+=(--set train.steps=4500) ;;
+      aligned_equal) pool_sets+=(--set train.steps=7000) ;;
       aligned_objects) pool_sets+=(--set train.steps=8800) ;;
-      aligned_faults) pool_sets+=(--set train.steps=10000) ;;
+      aligned_faults) pool_sets+=(--set train.steps=11500) ;;
     esac
     [ -f "runs/study/$name/last.train.pt" ] && exec vdeblur-train "${pool_sets[@]}" --resume
     exec vdeblur-train "${pool_sets[@]}" --init-from "$INIT" ;;
