@@ -54,7 +54,10 @@ case "$name" in
   # the frames given a wrong, missing or cut previous frame (train.alignment_faults, train/faults.py: failed
   # tracking, a bad homography, a scene cut), one more annealed schedule of 11500 steps (~2 CPU-hours; set from
   # 10000 at step 2500, lr 3.40e-4, so that it spans 2 CPU-hours at this CPU time per step).
-  pool|pool_align|pool_grow|restart|restart_grow|restart_align|text_with|text_control|aligned_prev|aligned_equal|aligned_objects|aligned_faults)
+  # Thirteenth stage (next): aligned_parallax, the twelfth stage's run with 0 or 1 near layers per clip as well
+  # (data.parallax, train/synth/objects.py: regions moving 15-50 % further or less far than the background, as
+  # parallax does); aligned_faults, the same schedule without them, is its control.
+  pool|pool_align|pool_grow|restart|restart_grow|restart_align|text_with|text_control|aligned_prev|aligned_equal|aligned_objects|aligned_faults|aligned_parallax)
     case "$name" in
       pool|restart) pool_sets+=(--set "model.overrides={$deep7}") ;;
       pool_align) pool_sets+=(--set "model.overrides={feedback_align = true, $deep7}" --set train.window=4 --set train.batch=4) ;;
@@ -63,8 +66,9 @@ case "$name" in
       aligned_prev|aligned_equal) pool_sets+=(--set 'model.overrides={aligned_previous = true}' --set train.window=4 --set train.batch=4) ;;
       aligned_objects) pool_sets+=(--set 'model.overrides={aligned_previous = true}' --set train.window=4 --set train.batch=4
                                    --set 'data.objects=[0, 2]' --set optim.lr_g=3.8e-4) ;;
-      aligned_faults) pool_sets+=(--set 'model.overrides={aligned_previous = true}' --set train.window=4 --set train.batch=4
-                                  --set 'data.objects=[0, 2]' --set optim.lr_g=3.8e-4 --set train.alignment_faults=0.1) ;;
+      aligned_faults|aligned_parallax) pool_sets+=(--set 'model.overrides={aligned_previous = true}' --set train.window=4
+                                  --set train.batch=4 --set 'data.objects=[0, 2]' --set optim.lr_g=3.8e-4
+                                  --set train.alignment_faults=0.1) ;;
       text_with) [ -d data/fonts ] || bash scripts/fetch_fonts.sh data/fonts
                  pool_sets+=(--set 'data.sources=["data/photos/train", "data/photos/train", "deadleaves:96", "data/photos/train", "data/photos/train", "deadleaves:96", "text:96:data/fonts"]') ;;
     esac
@@ -77,6 +81,7 @@ case "$name" in
       aligned_equal) pool_sets+=(--set train.steps=7000) ;;
       aligned_objects) pool_sets+=(--set train.steps=8800) ;;
       aligned_faults) pool_sets+=(--set train.steps=11500) ;;
+      aligned_parallax) pool_sets+=(--set train.steps=11500 --set 'data.parallax=[0, 1]') ;;
     esac
     [ -f "runs/study/$name/last.train.pt" ] && exec vdeblur-train "${pool_sets[@]}" --resume
     exec vdeblur-train "${pool_sets[@]}" --init-from "$INIT" ;;
