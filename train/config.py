@@ -37,6 +37,13 @@ def _choice(key: str, value: str, allowed: Sequence[str]) -> None:
         raise ConfigError(f"{key} = {value!r} is not allowed; choose one of {', '.join(allowed)}")
 
 
+def _synthetic_count(key: str, count: tuple[int, int], what: str, kind: str) -> None:
+    """A per-clip count range of something only the CPU synthesis draws (synth/objects.py)."""
+    if not 0 <= count[0] <= count[1] or (count[1] and kind != "synthetic"):
+        raise ConfigError(f"{key} must be a range 0 <= lo <= hi, and {what} need data.kind = 'synthetic'; "
+                          f"got {list(count)} with {kind!r}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "vdeblur_fast"
@@ -99,12 +106,8 @@ class DataConfig:
             raise ConfigError(f"data.blur_px must be a range with 0 < lo <= hi (or [0, 0]: no shake); got {list(self.blur_px)}")
         if self.region_margin < 0:
             raise ConfigError(f"data.region_margin must be >= 0; got {self.region_margin}")
-        if not 0 <= self.objects[0] <= self.objects[1] or (self.objects[1] and self.kind != "synthetic"):
-            raise ConfigError(f"data.objects must be a range 0 <= lo <= hi, and moving objects need data.kind = "
-                              f"'synthetic'; got {list(self.objects)} with {self.kind!r}")
-        if not 0 <= self.parallax[0] <= self.parallax[1] or (self.parallax[1] and self.kind != "synthetic"):
-            raise ConfigError(f"data.parallax must be a range 0 <= lo <= hi, and near layers need data.kind = "
-                              f"'synthetic'; got {list(self.parallax)} with {self.kind!r}")
+        _synthetic_count("data.objects", self.objects, "moving objects", self.kind)
+        _synthetic_count("data.parallax", self.parallax, "near layers", self.kind)
         if not 0 <= self.compression_probability <= 1 or not 0 <= self.h264_crf[0] <= self.h264_crf[1] <= 51:
             raise ConfigError(f"data.compression_probability must be in [0, 1] and data.h264_crf a range within 0..51; "
                               f"got {self.compression_probability}, {list(self.h264_crf)}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import cv2
@@ -120,14 +121,30 @@ class NearLayer:
     gain: float
     path: CameraPath
     source_center: tuple[float, float]
-    mid: float  # the instant at which the layer sits where the background would put it
-    speed_px: float
+    frames: int  # of the clip
+
+    @property
+    def mid(self) -> float:
+        """The instant at which the layer sits where the background would put it: the clip's middle."""
+        return (self.frames - 1) / 2
+
+    @cached_property
+    def scene_point(self) -> np.ndarray:
+        """(3,) the source point under ``anchor`` at ``mid``, homogeneous (once: every sub-frame asks)."""
+        at_mid = self.path.homographies(np.array([self.mid]), self.source_center)[0]
+        return at_mid @ np.array([self.anchor[0], self.anchor[1], 1.0])
+
+    @cached_property
+    def speed_px(self) -> float:
+        """Its fastest step between whole frames, from a track sampled at quarter frames (a bound for the
+        sub-frames inside an exposure)."""
+        times = np.linspace(0, self.frames - 1, 4 * max(self.frames - 1, 1) + 1)
+        track = np.stack([self.centre(t) for t in times])
+        return float(np.linalg.norm(np.diff(track, axis=0), axis=1).max(initial=0.0)) * 4
 
     def background_position(self, time: float) -> np.ndarray:
         """Where the scene point under ``anchor`` at ``mid`` is on screen at ``time``, with no depth."""
-        at_mid, at_time = self.path.homographies(np.array([self.mid, time]), self.source_center)
-        scene = at_mid @ np.array([self.anchor[0], self.anchor[1], 1.0])
-        screen = np.linalg.solve(at_time, scene)
+        screen = np.linalg.solve(self.path.homographies(np.array([time]), self.source_center)[0], self.scene_point)
         return screen[:2] / screen[2]
 
     def centre(self, time: float) -> np.ndarray:
@@ -164,7 +181,6 @@ def draw_near_layers(rng: np.random.Generator, mid_view: np.ndarray, path: Camer
     """Near layers of a clip along ``path``, cut from ``mid_view``: the sharp (H, W, 3) linear view at the
     clip's middle instant."""
     height, width = mid_view.shape[:2]
-    mid = (frames - 1) / 2
     count = int(rng.integers(config.count[0], config.count[1] + 1))
     layers = []
     for _ in range(count):
@@ -175,12 +191,7 @@ def draw_near_layers(rng: np.random.Generator, mid_view: np.ndarray, path: Camer
         gain = float(rng.uniform(*config.gain) * rng.choice([-1.0, 1.0]))
         # Edge pixels repeat where the square reaches past the view; the feathered ellipse hides them.
         rgb = cv2.getRectSubPix(mid_view, (size, size), (float(anchor[0]), float(anchor[1])))
-        alpha = _soft_ellipse(rng, size)
-        layer = NearLayer(rgb, alpha, anchor, gain, path, source_center, mid, 0.0)
-        # Its fastest step between whole frames and (of the exposure inside them) a bound for sub-frames.
-        track = np.stack([layer.centre(t) for t in np.linspace(0, frames - 1, 4 * max(frames - 1, 1) + 1)])
-        fastest = float(np.linalg.norm(np.diff(track, axis=0), axis=1).max(initial=0.0)) * 4
-        layers.append(NearLayer(rgb, alpha, anchor, gain, path, source_center, mid, fastest))
+        layers.append(NearLayer(rgb, _soft_ellipse(rng, size), anchor, gain, path, source_center, frames))
     return layers
 
 
