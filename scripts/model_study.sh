@@ -57,7 +57,12 @@ case "$name" in
   # Thirteenth stage (next): aligned_parallax, the twelfth stage's run with 0 or 1 near layers per clip as well
   # (data.parallax, train/synth/objects.py: regions moving 15-50 % further or less far than the background, as
   # parallax does); aligned_faults, the same schedule without them, is its control.
-  pool|pool_align|pool_grow|restart|restart_grow|restart_align|text_with|text_control|aligned_prev|aligned_equal|aligned_objects|aligned_faults|aligned_parallax)
+  # Speed probe: where the aligned frame enters. s4only_seedN drops its full-resolution conv (previous_in,
+  # model.aligned_first_conv = false: stride 4 only, which spares most of what the aligned input adds to the
+  # network's CPU time) from the bundled weights (INIT = train_state/default) and trains 1200 steps of the
+  # twelfth stage's recipe at a short schedule (lr 2e-4, warm-up 200); full_seedN, its control, continues
+  # the same weights the same way with nothing dropped. Two seeds per arm.
+  pool|pool_align|pool_grow|restart|restart_grow|restart_align|text_with|text_control|aligned_prev|aligned_equal|aligned_objects|aligned_faults|aligned_parallax|s4only_seed[0-9]|full_seed[0-9])
     case "$name" in
       pool|restart) pool_sets+=(--set "model.overrides={$deep7}") ;;
       pool_align) pool_sets+=(--set "model.overrides={feedback_align = true, $deep7}" --set train.window=4 --set train.batch=4) ;;
@@ -69,6 +74,12 @@ case "$name" in
       aligned_faults|aligned_parallax) pool_sets+=(--set 'model.overrides={aligned_previous = true}' --set train.window=4
                                   --set train.batch=4 --set 'data.objects=[0, 2]' --set optim.lr_g=3.8e-4
                                   --set train.alignment_faults=0.1) ;;
+      s4only_seed*|full_seed*)
+        first_conv=true; [[ $name == s4only_* ]] && first_conv=false
+        pool_sets+=(--set "model.overrides={aligned_previous = true, aligned_first_conv = $first_conv}"
+                    --set train.window=4 --set train.batch=4 --set 'data.objects=[0, 2]' --set train.alignment_faults=0.1
+                    --set optim.lr_g=2e-4 --set optim.warmup_steps=200 --set train.steps=1200
+                    --set train.seed="${name##*_seed}") ;;
       text_with) [ -d data/fonts ] || bash scripts/fetch_fonts.sh data/fonts
                  pool_sets+=(--set 'data.sources=["data/photos/train", "data/photos/train", "deadleaves:96", "data/photos/train", "data/photos/train", "deadleaves:96", "text:96:data/fonts"]') ;;
     esac

@@ -349,3 +349,26 @@ def test_ghost_share_measures_how_much_of_the_previous_frame_is_pasted_in(tmp_pa
     out = capsys.readouterr().out
     assert "mean ghost share: moving +0.000, still +0.000 over 3 frames" in out  # the same model: nothing differs
     assert (tmp_path / "out" / "frame0002.png").is_file()
+
+
+def test_step_cost_times_models_round_by_round_and_refuses_what_it_cannot_time(fast_checkpoint, capsys) -> None:
+    from vdeblur.benchmarks.step_cost import StepCost, markdown_table, main, model_input, measure
+    from vdeblur.train.registry import build_model
+
+    aligned = build_model("vdeblur_deep", {"channels": [8, 8, 8, 8], "aligned_previous": True}).eval()
+    x = model_input(aligned, 32, 48)
+    assert x.shape == (1, 7, 32, 48) and torch.equal(x[:, 3:5], torch.full((1, 2, 32, 48), 3.0))
+    assert model_input(build_model("vdeblur_fast").eval(), 32, 48).shape == (1, 3, 32, 48)
+    rows = measure({"a": aligned, "b": build_model("vdeblur_fast").eval()}, 30, 40, rounds=2, steps=1)
+    assert [r.model for r in rows] == ["a", "b"] and all(r.cpu_ms > 0 and r.wall_ms > 0 for r in rows)
+    table = markdown_table([StepCost("old", 100.0, 50.0), StepCost("new", 112.0, 40.0)])
+    assert "| new | 112.0 | 1.120 | 40.0 | 0.800 |" in table
+    main([str(fast_checkpoint), "--size", "48x32", "--rounds", "1", "--steps", "1"])
+    assert "48x32, 1 thread(s), median of 1 interleaved rounds" in capsys.readouterr().out
+    for argv, said in ((["missing.safetensors"], "model file missing.safetensors does not exist"),
+                       ([str(fast_checkpoint), "--size", "big"], "size 'big' is not WIDTHxHEIGHT"),
+                       ([str(fast_checkpoint), str(fast_checkpoint)], "each model once"),
+                       ([str(fast_checkpoint), "--rounds", "0"], "must be >= 1")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and said in capsys.readouterr().err, argv

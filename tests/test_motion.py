@@ -106,6 +106,31 @@ def test_aligned_previous_grows_onto_a_trained_model_and_then_uses_the_previous_
     assert not torch.allclose(with_previous, with_other)
 
 
+def test_the_aligned_frame_at_stride_4_only_drops_the_full_resolution_conv(photo: np.ndarray) -> None:
+    aligned = build_model("vdeblur_deep", {"aligned_previous": True}).eval()
+    with torch.no_grad():  # trained: the aligned paths do something
+        for p in aligned.parameters():
+            if not p.any():
+                p.normal_(0.0, 0.02)
+    s4 = build_model("vdeblur_deep", {"aligned_previous": True, "aligned_first_conv": False}).eval()
+    assert not hasattr(s4, "previous_in") and hasattr(s4, "previous_inject")
+    assert s4.load_grown(aligned.state_dict()) == []  # nothing added; previous_in is dropped
+    for k, v in s4.state_dict().items():  # everything else carried
+        assert torch.equal(v, aligned.state_dict()[k]), k
+    frames = [from_uint8(np.ascontiguousarray(photo[3 * k:3 * k + 48, 5 * k:5 * k + 64]))[None] for k in range(2)]
+    state = s4.initial_state(1, 48, 64)
+    with torch.no_grad():
+        for f in frames:
+            out, state = run_padded(s4, f, state)
+        other, _ = run_padded(s4, frames[1], (torch.rand_like(state[0]), *state[1:]))
+    assert out.shape == (1, 3, 48, 64) and not torch.allclose(out, other)  # still sees the previous frame
+    # Going back is growth: previous_in starts at zero, and the model computes what the stride-4 one did.
+    full = build_model("vdeblur_deep", {"aligned_previous": True}).eval()
+    assert sorted(full.load_grown(s4.state_dict())) == ["previous_in.bias", "previous_in.weight"]
+    with pytest.raises(ValueError, match="aligned_first_conv = false says where the aligned frame enters"):
+        build_model("vdeblur_deep", {"aligned_first_conv": False})
+
+
 def test_the_model_warps_its_previous_frame_onto_the_current_one(photo: np.ndarray) -> None:
     from vdeblur.train.archs.deep import DeepRecurrentDeblur
 

@@ -431,7 +431,7 @@ def test_a_log_written_before_new_columns_is_upgraded_in_place(tmp_path: Path) -
     assert (rows[1]["step"], rows[1]["content"], rows[1]["fit_psnr"]) == ("2", "0.5", "30")
 
 
-def test_aligned_previous_frame_trains_on_clips_with_moving_objects(tmp_path: Path) -> None:
+def test_aligned_previous_frame_trains_on_clips_with_moving_objects(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """vdeblur_deep with the previous frame aligned by the estimated motion, on synthetic windows whose
     clips carry 1-2 objects moving on their own: the batch holds their masks, the steps train."""
     sets = ["model.overrides={channels = [8, 8, 16, 16], enc_blocks = [0, 1, 1, 1], dec_blocks = [0, 1, 1], "
@@ -459,3 +459,12 @@ def test_aligned_previous_frame_trains_on_clips_with_moving_objects(tmp_path: Pa
         load_config("vdeblur_deep", ["train.alignment_faults=1.5"])
     with pytest.raises(ConfigError, match="alignment_faults needs a model that takes its previous frame aligned"):
         Trainer(load_config("vdeblur_fast", ["train.alignment_faults=0.2"]), tmp_path / "fast", CPU)
+    # The aligned frame at stride 4 only, warm-started from the first run: its full-resolution conv is
+    # dropped, and the start says so instead of claiming the same function.
+    s4_sets = [sets[0].replace("aligned_previous = true}", "aligned_previous = true, aligned_first_conv = false}"),
+               *sets[1:]]
+    capsys.readouterr()
+    s4 = Trainer(load_config("vdeblur_deep", s4_sets), tmp_path / "s4", CPU, init_from=tmp_path)
+    assert "seeds a model without previous_in.bias, previous_in.weight" in capsys.readouterr().out
+    carried = trainer.ema.module.state_dict()["previous_inject.weight"]
+    assert torch.equal(s4.g.state_dict()["previous_inject.weight"], carried) and not hasattr(s4.g, "previous_in")

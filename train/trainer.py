@@ -335,7 +335,8 @@ class Trainer:
 
     def _grow_from(self, weights: Path, overrides: dict, path: Path) -> None:
         """Warm start from a smaller model of the same family (``DeblurModel.load_grown``), checked:
-        the grown EMA must compute what the smaller model did on a probe clip, else it is refused."""
+        the grown EMA must compute what the smaller model did on a probe clip, else it is refused.
+        Where the new model drops a path the saved one had, it cannot compute the same: that is said."""
         mine = self.cfg.to_dict()["model"]
         small = build_model(self.cfg.model.name, overrides).to(self.device)
         load_weights(small, weights, self.device)
@@ -345,6 +346,12 @@ class Trainer:
         except ValueError as e:
             raise ConfigError(f"--init-from: {path} trained {self.cfg.model.name} {overrides}, "
                               f"not {mine['name']} {mine['overrides']}, and cannot seed it: {e}") from None
+        dropped = sorted(set(small.state_dict()) - set(grown.state_dict()))
+        if dropped:
+            if self.info.is_main:
+                print(f"--init-from: {path} seeds a model without {', '.join(dropped)}: it starts near, "
+                      f"not at, what the saved model computed", flush=True)
+            return
         size = 2 * max(grown.pad_multiple, 16)
         probe = torch.rand(1, grown.in_channels, size, size, generator=torch.Generator().manual_seed(0)).to(self.device)
         with torch.no_grad():

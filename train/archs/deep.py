@@ -57,6 +57,10 @@ class DeepConfig:
     # validity and confidence), injected at the input and at stride 4 through convs that start at
     # zero, so it can be grown onto a trained model. The frame is kept as the first state slot.
     aligned_previous: bool = False
+    # Where the aligned frame enters: beside the frame in enc1's first conv (full resolution) and at
+    # stride 4, or (False) at stride 4 only, which spares the full-resolution conv most of what the
+    # aligned input adds to the network's CPU time (docs/aligned_frames.md, "What it costs").
+    aligned_first_conv: bool = True
     act: str = "relu"
 
     def __post_init__(self) -> None:
@@ -66,6 +70,9 @@ class DeepConfig:
             raise ValueError(f"dilation must be >= 1, lstm_hidden and feedback >= 0; got {self}")
         if self.feedback_align and not self.feedback:
             raise ValueError(f"feedback_align warps the fed-back features: it needs feedback > 0; got {self}")
+        if not self.aligned_first_conv and not self.aligned_previous:
+            raise ValueError(f"aligned_first_conv = false says where the aligned frame enters: it needs "
+                             f"aligned_previous = true; got {self}")
 
 
 ALIGNED_CHANNELS = 5  # what the aligned previous frame adds: warped RGB, validity, confidence
@@ -155,9 +162,12 @@ class DeepRecurrentDeblur(DeblurModel):
         if cfg.aligned_previous:
             # Warped previous frame (3), validity, confidence: unshuffled like the frame, added before the
             # first activation (as if they were input channels of enc1's conv) and at stride 4.
-            self.previous_in = nn.Conv2d(ALIGNED_CHANNELS * 4, c1, 3, padding=1)
+            convs = []
+            if cfg.aligned_first_conv:
+                self.previous_in = nn.Conv2d(ALIGNED_CHANNELS * 4, c1, 3, padding=1)
+                convs.append(self.previous_in)
             self.previous_inject = nn.Conv2d(ALIGNED_CHANNELS * 16, c2, 1)
-            for conv in (self.previous_in, self.previous_inject):
+            for conv in (*convs, self.previous_inject):
                 nn.init.zeros_(conv.weight)
                 nn.init.zeros_(conv.bias)
         if cfg.lstm_hidden:
@@ -180,9 +190,13 @@ class DeepRecurrentDeblur(DeblurModel):
         The blocks it lacks start as the identity (their second conv zero, as the head starts) and an
         added aligned path injects nothing, so the grown model computes exactly what the smaller one
         did and training goes on from there: a way to add depth or alignment without throwing away
-        CPU-hours of training.
+        CPU-hours of training. One path may also be dropped: the aligned frame's full-resolution conv
+        (``previous_in``) when this model takes the aligned frame at stride 4 only
+        (``aligned_first_conv = false``); that model starts near, not at, the saved one.
         """
         own = self.state_dict()
+        droppable = {k for k in state if k.startswith("previous_in.")} if not self.cfg.aligned_first_conv else set()
+        state = {k: v for k, v in state.items() if k not in droppable}
         unexpected = sorted(set(state) - set(own))
         bad_shape = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
         if unexpected or bad_shape:
@@ -213,7 +227,7 @@ class DeepRecurrentDeblur(DeblurModel):
             aligned = self.aligned_previous_view(state[0], field)  # (B, 5, H, W)
             new_state, state = (frame,), state[1:]
         x = frame * 2 - 1
-        if cfg.aligned_previous:
+        if cfg.aligned_previous and cfg.aligned_first_conv:
             # enc1's conv and previous_in as one conv over both inputs (the same sum): one 32-channel conv
             # runs ~2x faster on the CPU than a 12- and a 20-channel one.
             conv, act = self.enc1[0]
