@@ -199,14 +199,16 @@ def test_cli_onnx_and_errors(tmp_path, capsys) -> None:
     assert len(err) == 1 and "no_such_model" in err[0] and "vdeblur_fast" in err[0]
 
 
-def test_deep_aligned_previous_frame_exports_with_grid_sample(photo: np.ndarray, tmp_path) -> None:
+@pytest.mark.parametrize("first_conv", [True, False])
+def test_deep_aligned_previous_frame_exports_with_grid_sample(photo: np.ndarray, tmp_path, first_conv: bool) -> None:
     """vdeblur_deep with the previous frame aligned by the global motion: the frame input carries the
     motion channels, the previous frame is a state slot, the warp is a GridSample inside the graph;
-    ORT parity with the motion estimated between the crops, FP16 > 40 dB, TensorRT's operator check."""
+    ORT parity with the motion estimated between the crops, FP16 > 40 dB, TensorRT's operator check.
+    The same with the aligned frame taken at stride 4 only."""
     from vdeblur.export.trt_support import check_graph
 
     model = build_model("vdeblur_deep", {"channels": (8, 8, 16, 16), "lstm_hidden": 8, "feedback": 4,
-                                         "aligned_previous": True}).eval()
+                                         "aligned_previous": True, "aligned_first_conv": first_conv}).eval()
     with torch.no_grad():
         for p in model.parameters():
             if not p.any():
