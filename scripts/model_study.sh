@@ -54,9 +54,9 @@ case "$name" in
   # the frames given a wrong, missing or cut previous frame (train.alignment_faults, train/faults.py: failed
   # tracking, a bad homography, a scene cut), one more annealed schedule of 11500 steps (~2 CPU-hours; set from
   # 10000 at step 2500, lr 3.40e-4, so that it spans 2 CPU-hours at this CPU time per step).
-  # Thirteenth stage (next): aligned_parallax, the twelfth stage's run with 0 or 1 near layers per clip as well
+  # Thirteenth stage: aligned_parallax, the twelfth stage's run with 0 or 1 near layers per clip as well
   # (data.parallax, train/synth/objects.py: regions moving 15-50 % further or less far than the background, as
-  # parallax does); aligned_faults, the same schedule without them, is its control.
+  # parallax does; 135 CPU-minutes); aligned_faults, the same schedule without them, is its control.
   # Speed probe: where the aligned frame enters. s4only_seedN drops its full-resolution conv (previous_in,
   # model.aligned_first_conv = false: stride 4 only, which spares most of what the aligned input adds to the
   # network's CPU time) from the bundled weights (INIT = train_state/default) and trains 1200 steps of the
