@@ -26,6 +26,8 @@ from vdeblur.train.archs.base import DeblurModel, padded_size
 from vdeblur.train.checkpoint import load_checkpoint
 from vdeblur.train.motion import MOTION_CHANNELS
 
+from .cli import parse_resolution
+
 
 @dataclass(frozen=True)
 class StepCost:
@@ -76,10 +78,11 @@ def markdown_table(rows: list[StepCost]) -> str:
 
 
 def _size(text: str) -> tuple[int, int]:
+    """``WxH`` or a named resolution (benchmarks.cli's parser), at least 16x16."""
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not WIDTHxHEIGHT, e.g. 640x368") from None
+        w, h = parse_resolution(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     if w < 16 or h < 16:
         raise argparse.ArgumentTypeError(f"size {text!r} is below 16x16")
     return w, h
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="registry names (bundled weights) or .safetensors checkpoints; "
                                                   "ratios are to the first")
-    parser.add_argument("--size", type=_size, default=(640, 368), help="WIDTHxHEIGHT of the frame (default 640x368)")
+    parser.add_argument("--size", type=_size, default=(640, 368), help="WIDTHxHEIGHT of the frame, or 360p/720p/1080p (default 640x368)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--steps", type=int, default=3, help="steps per model per round")

@@ -366,7 +366,8 @@ def test_step_cost_times_models_round_by_round_and_refuses_what_it_cannot_time(f
     main([str(fast_checkpoint), "--size", "48x32", "--rounds", "1", "--steps", "1"])
     assert "48x32, 1 thread(s), median of 1 interleaved rounds" in capsys.readouterr().out
     for argv, said in ((["missing.safetensors"], "model file missing.safetensors does not exist"),
-                       ([str(fast_checkpoint), "--size", "big"], "size 'big' is not WIDTHxHEIGHT"),
+                       ([str(fast_checkpoint), "--size", "big"], "resolution 'big' is not one of 360p, 720p, 1080p or WxH"),
+                       ([str(fast_checkpoint), "--size", "12x5"], "size '12x5' is below 16x16"),
                        ([str(fast_checkpoint), str(fast_checkpoint)], "each model once"),
                        ([str(fast_checkpoint), "--rounds", "0"], "must be >= 1")):
         with pytest.raises(SystemExit) as e:
